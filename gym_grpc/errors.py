@@ -4,6 +4,7 @@
     ├── InvalidArgumentError           the request is wrong (names the field)          INVALID_ARGUMENT
     ├── NotFoundError                  unknown agent / environment / model / tool / session   NOT_FOUND
     ├── ConfigError               a config file is wrong (names the file and key)  FAILED_PRECONDITION
+    ├── FailedPreconditionError   a message the stream's state does not allow (names the field)  FAILED_PRECONDITION
     ├── ServerDrainingError       the server is shutting down; retry elsewhere or later (resume by id)  UNAVAILABLE
     ├── ResourceExhaustedError    a server limit is reached; carries a retry delay (RetryInfo)  RESOURCE_EXHAUSTED
     └── RolloutError              one rollout failed; it becomes data on that rollout, never an RPC error
@@ -63,6 +64,15 @@ class NotFoundError(GymError):
 class ConfigError(GymError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "CONFIG_INVALID"
+
+
+class FailedPreconditionError(GymError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+    @classmethod
+    def field(cls, field: str, description: str) -> FailedPreconditionError:
+        return cls(f"{field}: {description}", violations=(FieldViolation(field, description),))
 
 
 class ServerDrainingError(GymError):

@@ -50,3 +50,33 @@ class ToolboxEnvironment(Environment[list[int]]):
             await asyncio.sleep(3600)
         expected = task.extras.get("expected_total", 0)
         return VerifyResult(reward=float(sum(state) == expected), metrics={"total": sum(state)})
+
+
+class ScoreEnvironment(Environment[dict[str, int]]):
+    """`step` counts calls in the session; verify rewards the number the final answer states. Counts open sessions
+    across instances (`open_sessions`), so tests can check that every session was closed."""
+
+    open_sessions = 0
+    tool_gate: asyncio.Event | None = None  # when set by a test, `step` waits for it
+    in_tool = 0
+
+    async def seed(self, task: Task, seed: int | None) -> dict[str, int]:
+        ScoreEnvironment.open_sessions += 1
+        return {"steps": 0}
+
+    async def close(self, state: dict[str, int]) -> None:
+        ScoreEnvironment.open_sessions -= 1
+
+    @tool("Take a step.", {"type": "object", "properties": {}})
+    async def step(self, state: dict[str, int]) -> str:
+        if ScoreEnvironment.tool_gate is not None:
+            ScoreEnvironment.in_tool += 1
+            try:
+                await ScoreEnvironment.tool_gate.wait()
+            finally:
+                ScoreEnvironment.in_tool -= 1
+        state["steps"] += 1
+        return json.dumps({"steps": state["steps"]})
+
+    async def verify(self, state: dict[str, int], task: Task, response: Response) -> VerifyResult:
+        return VerifyResult(reward=float(response.final_answer or 0), metrics={"steps": state["steps"]})

@@ -19,6 +19,7 @@ import grpc
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.errors import EnvironmentFailedError, GymError, RolloutError, RolloutTimeoutError
 from gym_grpc.models.base import ModelClient
+from gym_grpc.models.versions import stamp_versions, version_now
 from gym_grpc.protocol.rollouts import Failure, Rollout, Sampling, Stats, Task, Timing
 from gym_grpc.protocol.types import (
     FunctionCallOutput,
@@ -180,7 +181,9 @@ class SimpleAgent:
         while True:
             request = params.model_copy(update={"input": history + outputs})
             t = time.perf_counter()
+            version = version_now()  # the policy version in force when the call starts (StreamRollouts)
             response = await self.model.create(request, sticky_key=rollout.rollout_id or None)
+            stamp_versions(response.output, version)
             clock.model += time.perf_counter() - t
             stats.model_calls += 1
             outputs.extend(response.output)

@@ -18,8 +18,10 @@ from typing import Any
 import grpc
 
 from gym_grpc._proto.gym.v1 import agent_pb2_grpc, rollout_pb2, rollout_pb2_grpc
+from gym_grpc.client.stream import _StreamContext, open_stream
 from gym_grpc.protocol import collection
 from gym_grpc.protocol.events import CollectionRequest, Event
+from gym_grpc.protocol.streams import StreamOptions
 
 DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -81,6 +83,10 @@ class GymClient:
                 yield event
         finally:
             call.cancel()
+
+    def stream_rollouts(self, options: StreamOptions, *, timeout: float | None = None) -> _StreamContext:
+        """Open a StreamRollouts call: `async with client.stream_rollouts(options) as stream: ...`."""
+        return open_stream(self.rollouts, options, self.metadata, timeout)
 
     async def collect_rollouts(
         self, request: CollectionRequest, *, timeout: float | None = None

@@ -88,8 +88,31 @@ class LocalModelConfig(_Strict):
     )
 
 
+class ClientTlsConfig(_Strict):
+    """TLS towards a server: a CA bundle to trust (none: the system's), and a client certificate for mTLS."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+class GrpcModelConfig(_Strict):
+    """A policy behind `gym.v1.ModelService` at an address (a trainer hosting its live policy, another server)."""
+
+    type: Literal["grpc"]
+    address: str = Field(description="host:port of the ModelService")
+    model: str = Field(default="", description="the model instance name to ask for there")
+    tls: ClientTlsConfig | None = None
+    token_env: str | None = Field(default=None, description="environment variable holding a bearer token")
+    token_file: str | None = Field(default=None, description="file holding a bearer token")
+    max_concurrency: int = Field(default=256, ge=1)
+    timeout: float = Field(default=300.0, gt=0, description="deadline of one CreateResponse call")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
 ModelConfig = Annotated[
-    OpenAIResponsesModelConfig | ChatCompletionsModelConfig | LocalModelConfig, Field(discriminator="type")
+    OpenAIResponsesModelConfig | ChatCompletionsModelConfig | LocalModelConfig | GrpcModelConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -182,6 +205,12 @@ class ServerConfig(_Strict):
     rollout_timeout: float = Field(default=600.0, gt=0)
     heartbeat_interval: float = Field(default=10.0, gt=0)
     stream_queue_size: int = Field(default=64, ge=1, description="finished rollouts buffered for a slow reader")
+    stream_unacked_max: int = Field(
+        default=4096, ge=0, description="StreamRollouts: sent results kept until acked, for a resume"
+    )
+    stream_resume_seconds: float = Field(
+        default=120.0, ge=0, description="StreamRollouts: how long a detached stream and its unacked results live"
+    )
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=4 * 1024 * 1024)
     grace_period: float = Field(default=10.0, ge=0)
     ray: RayServerConfig | None = Field(default=None, description="Ray cluster (`gym-grpc serve --ray [ADDRESS]`)")

@@ -48,6 +48,7 @@ def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
         sampling=convert.sampling_from_proto(request.sampling),
         rollout_timeout=request.rollout_timeout_seconds if request.HasField("rollout_timeout_seconds") else None,
         with_tokens=request.view != pb.ROLLOUT_VIEW_BASIC,
+        with_training=request.view == pb.ROLLOUT_VIEW_TRAINING,
         exclude_rollout_ids=frozenset(request.exclude_rollout_ids),
         heartbeat_interval=(
             request.heartbeat_interval_seconds if request.HasField("heartbeat_interval_seconds") else None
@@ -61,7 +62,13 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
         num_repeats=request.num_repeats,
         max_in_flight=request.max_in_flight,
         sampling=convert.sampling_to_proto(request.sampling),
-        view=pb.ROLLOUT_VIEW_FULL if request.with_tokens else pb.ROLLOUT_VIEW_BASIC,
+        view=(
+            pb.ROLLOUT_VIEW_TRAINING
+            if request.with_training
+            else pb.ROLLOUT_VIEW_FULL
+            if request.with_tokens
+            else pb.ROLLOUT_VIEW_BASIC
+        ),
         exclude_rollout_ids=sorted(request.exclude_rollout_ids),
     )
     if request.tasks is not None:
@@ -77,7 +84,7 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
     return out
 
 
-def _stats_to_proto(stats: MetricStats) -> pb.MetricStats:
+def stats_to_proto(stats: MetricStats) -> pb.MetricStats:
     return pb.MetricStats(count=stats.count, mean=stats.mean, std=stats.std, min=stats.min, max=stats.max)
 
 
@@ -85,8 +92,9 @@ class EventEncoder:
     """Encodes the events of one collection. The repeats of a task share their params object, so its proto is made
     once per task, not once per rollout (the params are the largest part of a typical rollout)."""
 
-    def __init__(self, *, with_tokens: bool = True, cache_size: int = 4096) -> None:
+    def __init__(self, *, with_tokens: bool = True, with_training: bool = False, cache_size: int = 4096) -> None:
         self.with_tokens = with_tokens
+        self.with_training = with_training
         self.cache_size = cache_size
         self._params: dict[int, tuple[ResponseCreateParams, responses_pb2.ResponseCreateParams]] = {}
 
@@ -100,7 +108,9 @@ class EventEncoder:
                 self._params.clear()
             cached = (params, convert.params_to_proto(params))
             self._params[id(params)] = cached
-        rollout = convert.rollout_to_proto(event.rollout, with_tokens=self.with_tokens, params=cached[1])
+        rollout = convert.rollout_to_proto(
+            event.rollout, with_tokens=self.with_tokens, with_training=self.with_training, params=cached[1]
+        )
         return pb.CollectRolloutsResponse(rollout=rollout)
 
 
@@ -132,7 +142,7 @@ def event_to_proto(event: Event, *, with_tokens: bool = True) -> pb.CollectRollo
         duration_seconds=event.duration_seconds,
     )
     for key, stats in event.metrics.items():
-        summary.metrics[key].CopyFrom(_stats_to_proto(stats))
+        summary.metrics[key].CopyFrom(stats_to_proto(stats))
     return pb.CollectRolloutsResponse(summary=summary)
 
 

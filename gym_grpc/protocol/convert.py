@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from gym_grpc._proto.gym.v1 import environment_pb2, responses_pb2, rollout_pb2, task_pb2
 from gym_grpc.errors import DOMAIN, FieldViolation, InvalidArgumentError
-from gym_grpc.protocol import direct, params_json, response_json, rollout_json
+from gym_grpc.protocol import direct, params_json, response_json, rollout_json, training
 from gym_grpc.protocol.fields import dumps, loads_object
 from gym_grpc.protocol.rollouts import Failure, Rollout, Sampling, Task, VerifyResult
 from gym_grpc.protocol.types import FunctionTool, Response, ResponseCreateParams
@@ -179,9 +179,14 @@ def failure_from_status(status: status_pb2.Status, kind: rollout_pb2.FailureKind
 
 
 def rollout_to_proto(
-    rollout: Rollout, *, with_tokens: bool = True, params: responses_pb2.ResponseCreateParams | None = None
+    rollout: Rollout,
+    *,
+    with_tokens: bool = True,
+    with_training: bool = False,
+    params: responses_pb2.ResponseCreateParams | None = None,
 ) -> rollout_pb2.Rollout:
-    """`params`: the already encoded `rollout.params`, when the caller has it (repeats of a task share it)."""
+    """`params`: the already encoded `rollout.params`, when the caller has it (repeats of a task share it).
+    `with_training`: add the training view (built from the items' token data when the rollout has none yet)."""
     out = rollout_pb2.Rollout(
         rollout_id=rollout.rollout_id,
         task_index=rollout.task_index,
@@ -221,6 +226,15 @@ def rollout_to_proto(
     if rollout.failure is not None:
         out.failure.CopyFrom(failure_to_status(rollout.failure))
         out.failure_kind = rollout_json.FAILURE_KINDS[rollout.failure.kind]
+    out.task_key = rollout.task_key
+    versions = rollout.policy_versions
+    if versions:
+        out.min_policy_version, out.max_policy_version = min(versions), max(versions)
+    view = rollout.training_view
+    if view is None and with_training and rollout.response is not None:
+        view = training.build(rollout.response.output)
+    if view is not None:
+        training.to_proto(view, out.training_view)
     return out
 
 
@@ -261,6 +275,8 @@ def rollout_from_proto(rollout: rollout_pb2.Rollout) -> Rollout:
         ),
         failure=failure_from_status(rollout.failure, rollout.failure_kind) if rollout.HasField("failure") else None,
         attempts=rollout.attempts,
+        task_key=rollout.task_key,
+        training_view=training.from_proto(rollout.training_view) if rollout.HasField("training_view") else None,
     )
 
 

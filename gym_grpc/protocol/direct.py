@@ -32,7 +32,14 @@ _NO_ANNOTATIONS = dumps({"annotations": []})
 
 
 def _tokens(item: TokenFields, out: Any) -> bool:
-    """Token data onto `out.token_data`; False when the JSON path must decide (partial or unusual data)."""
+    """Token data onto `out.token_data` and the policy version; False when the JSON path must decide (partial or
+    unusual data)."""
+    if item.policy_version is not None:
+        if not -(2**63) <= item.policy_version < 2**63:
+            return False
+        out.policy_version = item.policy_version
+    elif "policy_version" in item.model_fields_set:
+        return False  # an explicit null: the JSON path keeps it as an extra
     prompt, ids, logps = item.prompt_token_ids, item.generation_token_ids, item.generation_log_probs
     if prompt is None and ids is None and logps is None:
         return not (_TOKEN_KEYS & item.model_fields_set)  # explicit nulls: the JSON path keeps them as extras

@@ -20,6 +20,7 @@ class CollectionRequest:
     sampling: Sampling = field(default_factory=Sampling)
     rollout_timeout: float | None = None
     with_tokens: bool = True
+    with_training: bool = False  # the TRAINING view: FULL plus each rollout's token training view
     exclude_rollout_ids: frozenset[str] = frozenset()
     heartbeat_interval: float | None = None
 

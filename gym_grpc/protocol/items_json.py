@@ -114,6 +114,9 @@ def _finish_to_proto(f: Fields, data: JsonObject, out: Any, *, tokens: bool = Tr
     out.status = _status_to_proto(f, ITEM_STATUSES)
     if tokens:
         _token_data_to_proto(f, data, out.token_data)
+        version = f.integer("policy_version")
+        if version is not None:
+            out.policy_version = version
     out.extra_json = f.extra_json()
 
 
@@ -123,6 +126,8 @@ def _finish_to_json(item: Any, out: JsonObject, *, tokens: bool = True) -> JsonO
         out["status"] = ITEM_STATUS_NAMES[item.status]
     if tokens:
         _token_data_to_json(item, out)
+        if item.HasField("policy_version"):
+            out["policy_version"] = item.policy_version
     return merge_extra(out, item.extra_json)
 
 

@@ -2,7 +2,8 @@
 
 A task row is `{"responses_create_params": {...}, <extra fields>}`. A rollout record is the task's extra fields, then
 `responses_create_params`, `response`, `reward`, `metrics` and the rollout's own keys (`rollout_id`, `task_index`,
-`rollout_index`, `group_id`, `agent_ref`, `seed`, `timing`, `stats`, `failure`, `attempts`). A task field with the
+`rollout_index`, `group_id`, `agent_ref`, `seed`, `timing`, `stats`, `failure`, `attempts`, and from StreamRollouts
+`task_key`, `min_policy_version`, `max_policy_version`, `training_view`). A task field with the
 name of one of those keys is shadowed in the record by the rollout's value.
 """
 
@@ -15,6 +16,7 @@ from google.rpc import error_details_pb2 as _error_details  # noqa: F401  (regis
 from google.rpc import status_pb2
 
 from gym_grpc._proto.gym.v1 import rollout_pb2, task_pb2
+from gym_grpc.protocol import training
 from gym_grpc.protocol.fields import Fields, JsonObject, dumps, loads_object
 from gym_grpc.protocol.params_json import params_to_json, params_to_proto
 from gym_grpc.protocol.response_json import response_to_json, response_to_proto
@@ -208,6 +210,17 @@ def rollout_to_proto(record: JsonObject) -> rollout_pb2.Rollout:
     failure = f.obj("failure")
     if failure is not None and not _failure_to_proto(failure, rollout):
         f.untake("failure")
+    task_key = f.text("task_key")
+    if task_key is not None:
+        rollout.task_key = task_key
+    for key in ("min_policy_version", "max_policy_version"):
+        version = f.integer(key)
+        if version is not None:
+            setattr(rollout, key, version)
+    view = f.obj("training_view")
+    if view is not None and not training.from_json(view, rollout.training_view):
+        rollout.ClearField("training_view")
+        f.untake("training_view")
     rollout.task_extra_json = f.extra_json()
     return rollout
 
@@ -240,6 +253,14 @@ def rollout_to_json(rollout: rollout_pb2.Rollout) -> JsonObject:
     if rollout.HasField("failure"):
         out["failure"] = _failure_to_json(rollout)
     out["attempts"] = rollout.attempts
+    if rollout.task_key:
+        out["task_key"] = rollout.task_key
+    if rollout.HasField("min_policy_version"):
+        out["min_policy_version"] = rollout.min_policy_version
+    if rollout.HasField("max_policy_version"):
+        out["max_policy_version"] = rollout.max_policy_version
+    if rollout.HasField("training_view"):
+        out["training_view"] = training.to_json(rollout.training_view)
     return out
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gym_grpc.errors import FailureKind
-from gym_grpc.protocol.types import JsonModel, Response, ResponseCreateParams
+from gym_grpc.protocol.training import TrainingView
+from gym_grpc.protocol.types import FunctionCall, JsonModel, Message, Reasoning, Response, ResponseCreateParams
 
 MetricValue = bool | int | float | str
 
@@ -95,7 +96,28 @@ class Rollout(BaseModel):
     stats: Stats = Field(default_factory=Stats)
     failure: Failure | None = None
     attempts: int = 1
+    task_key: str = ""  # the trainer's key of the task (StreamRollouts)
+    training_view: TrainingView | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.failure is None
+
+    @property
+    def policy_versions(self) -> list[int]:
+        """The policy versions of the generated items, in order."""
+        if self.response is None:
+            return []
+        return [
+            i.policy_version
+            for i in self.response.output
+            if isinstance(i, Message | FunctionCall | Reasoning) and i.policy_version is not None
+        ]
+
+    @property
+    def min_policy_version(self) -> int | None:
+        return min(self.policy_versions, default=None)
+
+    @property
+    def max_policy_version(self) -> int | None:
+        return max(self.policy_versions, default=None)

@@ -83,6 +83,7 @@ class TokenFields(BaseModel):
     prompt_token_ids: list[int] | None = None
     generation_token_ids: list[int] | None = None
     generation_log_probs: list[float] | None = None
+    policy_version: int | None = None  # the policy version that generated the item (StreamRollouts)
 
     @model_validator(mode="after")
     def _aligned(self) -> Self:

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from gym_grpc.agents.simple import SimpleAgent
 from gym_grpc.collect.collector import CollectionPlan
+from gym_grpc.collect.stream import StreamLimits, StreamRegistry
 from gym_grpc.config.schema import EnvironmentConfig, GymConfig
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.environments.host import EnvironmentHost
@@ -64,6 +65,7 @@ class Runtime:
                 ray_pool.shutdown()
             raise
         self.draining = asyncio.Event()
+        self.streams = StreamRegistry()
         self.agents = {
             name: SimpleAgent(name, self.models[c.model], self.environments[c.environment], max_steps=c.max_steps)
             for name, c in config.agents.items()
@@ -106,7 +108,18 @@ class Runtime:
             queue_size=server.stream_queue_size,
         )
 
+    def stream_limits(self) -> StreamLimits:
+        server = self.config.server
+        return StreamLimits(
+            max_in_flight=server.max_in_flight,
+            heartbeat_interval=server.heartbeat_interval,
+            rollout_timeout=server.rollout_timeout,
+            unacked_max=server.stream_unacked_max,
+            resume_seconds=server.stream_resume_seconds,
+        )
+
     async def aclose(self) -> None:
+        await self.streams.aclose()
         for model in self.models.values():
             await model.aclose()
         for environment in self.environments.values():

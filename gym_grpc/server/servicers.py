@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
@@ -20,12 +21,19 @@ from gym_grpc._proto.gym.v1 import (
 )
 from gym_grpc.agents.simple import RolloutSpec
 from gym_grpc.collect.collector import Collector
-from gym_grpc.errors import ResourceExhaustedError, ServerDrainingError
-from gym_grpc.protocol import collection, convert
+from gym_grpc.collect.stream import StreamSession
+from gym_grpc.errors import (
+    FailedPreconditionError,
+    GymError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    ServerDrainingError,
+)
+from gym_grpc.protocol import collection, convert, streams
 from gym_grpc.protocol.events import Finished
 from gym_grpc.server import telemetry
 from gym_grpc.server.runtime import Runtime
-from gym_grpc.server.status import streaming, unary
+from gym_grpc.server.status import Undecodable, status_proto, streaming, unary
 
 log = logging.getLogger(__name__)
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -113,7 +121,7 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         if self.active >= limit:
             raise ResourceExhaustedError(f"{self.active} collections are running (server.max_collections={limit})")
         self.active += 1
-        encoder = collection.EventEncoder(with_tokens=decoded.with_tokens)
+        encoder = collection.EventEncoder(with_tokens=decoded.with_tokens, with_training=decoded.with_training)
         try:
             async for event in Collector(agent, plan, self.runtime.draining).events():
                 if isinstance(event, Finished):
@@ -121,3 +129,62 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
                 yield encoder.encode(event)
         finally:
             self.active -= 1
+
+    @streaming
+    async def StreamRollouts(  # noqa: N802
+        self, request_iterator: AsyncIterator[rollout_pb2.StreamRolloutsRequest], context: Ctx
+    ) -> AsyncIterator[rollout_pb2.StreamRolloutsResponse]:
+        requests = aiter(request_iterator)
+        session, resumed = await self._open(await anext(requests, None))
+        encoder = streams.ServerEncoder(session.options.view)
+        yield encoder.encode(session.opened(resumed=resumed))
+        reader = asyncio.create_task(self._read(requests, session))
+        finished = False
+        try:
+            async for message in session.messages():
+                if isinstance(message, streams.RolloutDelivered):
+                    telemetry.observe(message.rollout)
+                elif isinstance(message, streams.GroupDelivered):
+                    for rollout in message.rollouts:
+                        telemetry.observe(rollout)
+                status = (
+                    status_proto(message.error) if isinstance(message, streams.Rejected) and message.error else None
+                )
+                yield encoder.encode(message, status)
+            finished = True
+        except ServerDrainingError:
+            finished = True
+            raise
+        finally:
+            reader.cancel()
+            await self.runtime.streams.release(session, finished=finished)
+
+    async def _open(self, first: Any) -> tuple[StreamSession, bool]:
+        if first is None or isinstance(first, Undecodable) or first.WhichOneof("message") != "open":
+            raise FailedPreconditionError.field("open", "the first message of a stream must be `open`")
+        options = streams.trainer_message_from_proto(first)
+        assert isinstance(options, streams.StreamOptions)
+        if options.resume_token:
+            return self.runtime.streams.resume(options.resume_token), True
+        if self.runtime.draining.is_set():
+            raise ServerDrainingError("the server is draining and takes no new streams")
+        agent = self.runtime.agent(options.agent)
+        session = StreamSession(agent, options, self.runtime.stream_limits(), self.runtime.draining)
+        self.runtime.streams.add(session)
+        log.info("stream %s for %s: groups of %d", session.stream_id, options.agent, options.num_repeats)
+        return session, False
+
+    @staticmethod
+    async def _read(requests: AsyncIterator[Any], session: StreamSession) -> None:
+        """Apply the trainer's messages in order; a rejected one becomes an `error` message and the stream goes on.
+        The end of the requests (half-close) finishes the stream."""
+        index = 0
+        async for raw in requests:
+            index += 1
+            try:
+                if isinstance(raw, Undecodable):
+                    raise InvalidArgumentError(f"the message is not a StreamRolloutsRequest: {raw.error}")
+                session.apply(streams.trainer_message_from_proto(raw))
+            except GymError as exc:
+                session.reject(index, exc)
+        session.finish()

@@ -27,6 +27,11 @@ Resp = TypeVar("Resp")
 
 
 def to_status(exc: GymError) -> grpc.Status:
+    return rpc_status.to_status(status_proto(exc))
+
+
+def status_proto(exc: GymError) -> status_pb2.Status:
+    """The google.rpc.Status of an error: ErrorInfo always, RetryInfo and BadRequest when they apply."""
     status = status_pb2.Status(code=exc.code.value[0], message=exc.message)
     status.details.add().Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))
     if isinstance(exc, ResourceExhaustedError):
@@ -38,7 +43,7 @@ def to_status(exc: GymError) -> grpc.Status:
         for v in exc.violations:
             bad.field_violations.add(field=v.field, description=v.description)
         status.details.add().Pack(bad)
-    return rpc_status.to_status(status)
+    return status
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: GymError) -> NoReturn:

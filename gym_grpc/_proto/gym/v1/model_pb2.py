@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gym_grpc._proto.gym.v1 import responses_pb2 as gym_dot_v1_dot_responses__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12gym/v1/model.proto\x12\x06gym.v1\x1a\x16gym/v1/responses.proto\"T\n\x15\x43reateResponseRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.gym.v1.ResponseCreateParams\"<\n\x16\x43reateResponseResponse\x12\"\n\x08response\x18\x01 \x01(\x0b\x32\x10.gym.v1.Response2_\n\x0cModelService\x12O\n\x0e\x43reateResponse\x12\x1d.gym.v1.CreateResponseRequest\x1a\x1e.gym.v1.CreateResponseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12gym/v1/model.proto\x12\x06gym.v1\x1a\x16gym/v1/responses.proto\"T\n\x15\x43reateResponseRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.gym.v1.ResponseCreateParams\"l\n\x16\x43reateResponseResponse\x12\"\n\x08response\x18\x01 \x01(\x0b\x32\x10.gym.v1.Response\x12\x1b\n\x0epolicy_version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_policy_version2_\n\x0cModelService\x12O\n\x0e\x43reateResponse\x12\x1d.gym.v1.CreateResponseRequest\x1a\x1e.gym.v1.CreateResponseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATERESPONSEREQUEST']._serialized_start=54
   _globals['_CREATERESPONSEREQUEST']._serialized_end=138
   _globals['_CREATERESPONSERESPONSE']._serialized_start=140
-  _globals['_CREATERESPONSERESPONSE']._serialized_end=200
-  _globals['_MODELSERVICE']._serialized_start=202
-  _globals['_MODELSERVICE']._serialized_end=297
+  _globals['_CREATERESPONSERESPONSE']._serialized_end=248
+  _globals['_MODELSERVICE']._serialized_start=250
+  _globals['_MODELSERVICE']._serialized_end=345
 # @@protoc_insertion_point(module_scope)

@@ -43,6 +43,11 @@ class CreateResponseResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     RESPONSE_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
+    policy_version: builtins.int
+    """The policy version the response was generated with, when the server knows it (a trainer hosting its live policy).
+    It wins over the version a StreamRollouts trainer announced; items that carry their own policy_version keep it.
+    """
     @property
     def response(self) -> gym_grpc._proto.gym.v1.responses_pb2.Response:
         """The model's response."""
@@ -51,8 +56,10 @@ class CreateResponseResponse(google.protobuf.message.Message):
         self,
         *,
         response: gym_grpc._proto.gym.v1.responses_pb2.Response | None = ...,
+        policy_version: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["response", b"response"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["response", b"response"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version", "response", b"response"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version", "response", b"response"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
 
 global___CreateResponseResponse = CreateResponseResponse

@@ -332,6 +332,7 @@ class MessageItem(google.protobuf.message.Message):
     OMIT_TYPE_FIELD_NUMBER: builtins.int
     TOKEN_DATA_FIELD_NUMBER: builtins.int
     EXTRA_JSON_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
     id: builtins.str
     """The item id ("msg_..."), when the JSON has one."""
     role: global___Role.ValueType
@@ -344,6 +345,8 @@ class MessageItem(google.protobuf.message.Message):
     """True when the JSON item has no "type" key (the short "easy input message" form)."""
     extra_json: builtins.str
     """The item's other JSON keys, verbatim (a JSON object), or empty."""
+    policy_version: builtins.int
+    """The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version"."""
     @property
     def parts(self) -> global___ContentParts:
         """Content parts."""
@@ -363,11 +366,14 @@ class MessageItem(google.protobuf.message.Message):
         omit_type: builtins.bool = ...,
         token_data: global___TokenData | None = ...,
         extra_json: builtins.str = ...,
+        policy_version: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_id", b"_id", "content", b"content", "id", b"id", "parts", b"parts", "text", b"text", "token_data", b"token_data"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_id", b"_id", "content", b"content", "extra_json", b"extra_json", "id", b"id", "omit_type", b"omit_type", "parts", b"parts", "role", b"role", "status", b"status", "text", b"text", "token_data", b"token_data"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_id", b"_id", "_policy_version", b"_policy_version", "content", b"content", "id", b"id", "parts", b"parts", "policy_version", b"policy_version", "text", b"text", "token_data", b"token_data"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_id", b"_id", "_policy_version", b"_policy_version", "content", b"content", "extra_json", b"extra_json", "id", b"id", "omit_type", b"omit_type", "parts", b"parts", "policy_version", b"policy_version", "role", b"role", "status", b"status", "text", b"text", "token_data", b"token_data"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_id", b"_id"]) -> typing.Literal["id"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["content", b"content"]) -> typing.Literal["text", "parts"] | None: ...
 
@@ -386,6 +392,7 @@ class FunctionCallItem(google.protobuf.message.Message):
     STATUS_FIELD_NUMBER: builtins.int
     TOKEN_DATA_FIELD_NUMBER: builtins.int
     EXTRA_JSON_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
     id: builtins.str
     """The item id ("fc_..."), when the JSON has one."""
     call_id: builtins.str
@@ -398,6 +405,8 @@ class FunctionCallItem(google.protobuf.message.Message):
     """The item status, when the JSON has one."""
     extra_json: builtins.str
     """The item's other JSON keys, verbatim (a JSON object), or empty."""
+    policy_version: builtins.int
+    """The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version"."""
     @property
     def token_data(self) -> global___TokenData:
         """Token data when the model generated this item."""
@@ -412,10 +421,14 @@ class FunctionCallItem(google.protobuf.message.Message):
         status: global___ItemStatus.ValueType = ...,
         token_data: global___TokenData | None = ...,
         extra_json: builtins.str = ...,
+        policy_version: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_id", b"_id", "id", b"id", "token_data", b"token_data"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_id", b"_id", "arguments", b"arguments", "call_id", b"call_id", "extra_json", b"extra_json", "id", b"id", "name", b"name", "status", b"status", "token_data", b"token_data"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_id", b"_id", "_policy_version", b"_policy_version", "id", b"id", "policy_version", b"policy_version", "token_data", b"token_data"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_id", b"_id", "_policy_version", b"_policy_version", "arguments", b"arguments", "call_id", b"call_id", "extra_json", b"extra_json", "id", b"id", "name", b"name", "policy_version", b"policy_version", "status", b"status", "token_data", b"token_data"]) -> None: ...
+    @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_id", b"_id"]) -> typing.Literal["id"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
 
 global___FunctionCallItem = FunctionCallItem
 
@@ -512,6 +525,7 @@ class ReasoningItem(google.protobuf.message.Message):
     STATUS_FIELD_NUMBER: builtins.int
     TOKEN_DATA_FIELD_NUMBER: builtins.int
     EXTRA_JSON_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
     id: builtins.str
     """The item id ("rs_..."), when the JSON has one."""
     encrypted_content: builtins.str
@@ -520,6 +534,8 @@ class ReasoningItem(google.protobuf.message.Message):
     """The item status, when the JSON has one."""
     extra_json: builtins.str
     """The item's other JSON keys, verbatim (a JSON object), or empty."""
+    policy_version: builtins.int
+    """The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version"."""
     @property
     def summary(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ReasoningSummaryPart]:
         """The summary parts ("summary" is always present in JSON, possibly empty)."""
@@ -542,13 +558,16 @@ class ReasoningItem(google.protobuf.message.Message):
         status: global___ItemStatus.ValueType = ...,
         token_data: global___TokenData | None = ...,
         extra_json: builtins.str = ...,
+        policy_version: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_encrypted_content", b"_encrypted_content", "_id", b"_id", "encrypted_content", b"encrypted_content", "id", b"id", "token_data", b"token_data"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_encrypted_content", b"_encrypted_content", "_id", b"_id", "content", b"content", "encrypted_content", b"encrypted_content", "extra_json", b"extra_json", "id", b"id", "status", b"status", "summary", b"summary", "token_data", b"token_data"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_encrypted_content", b"_encrypted_content", "_id", b"_id", "_policy_version", b"_policy_version", "encrypted_content", b"encrypted_content", "id", b"id", "policy_version", b"policy_version", "token_data", b"token_data"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_encrypted_content", b"_encrypted_content", "_id", b"_id", "_policy_version", b"_policy_version", "content", b"content", "encrypted_content", b"encrypted_content", "extra_json", b"extra_json", "id", b"id", "policy_version", b"policy_version", "status", b"status", "summary", b"summary", "token_data", b"token_data"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_encrypted_content", b"_encrypted_content"]) -> typing.Literal["encrypted_content"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_id", b"_id"]) -> typing.Literal["id"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
 
 global___ReasoningItem = ReasoningItem
 

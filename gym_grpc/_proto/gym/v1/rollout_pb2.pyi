@@ -59,6 +59,8 @@ class _RolloutViewEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     """Everything but token data (token ids and log-probs are stripped from every item)."""
     ROLLOUT_VIEW_FULL: _RolloutView.ValueType  # 2
     """Everything, token data included."""
+    ROLLOUT_VIEW_TRAINING: _RolloutView.ValueType  # 3
+    """FULL plus each rollout's training view: the episode as one token sequence with its loss mask."""
 
 class RolloutView(_RolloutView, metaclass=_RolloutViewEnumTypeWrapper):
     """How much of each rollout a stream carries."""
@@ -69,7 +71,247 @@ ROLLOUT_VIEW_BASIC: RolloutView.ValueType  # 1
 """Everything but token data (token ids and log-probs are stripped from every item)."""
 ROLLOUT_VIEW_FULL: RolloutView.ValueType  # 2
 """Everything, token data included."""
+ROLLOUT_VIEW_TRAINING: RolloutView.ValueType  # 3
+"""FULL plus each rollout's training view: the episode as one token sequence with its loss mask."""
 global___RolloutView = RolloutView
+
+class _SegmentKind:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _SegmentKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_SegmentKind.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    SEGMENT_KIND_UNSPECIFIED: _SegmentKind.ValueType  # 0
+    """Not set."""
+    SEGMENT_KIND_PROMPT: _SegmentKind.ValueType  # 1
+    """The first turn's prompt (the task's input rendered by the model's template)."""
+    SEGMENT_KIND_GENERATED: _SegmentKind.ValueType  # 2
+    """Tokens the policy sampled (loss mask 1)."""
+    SEGMENT_KIND_CONTEXT: _SegmentKind.ValueType  # 3
+    """Tokens between two generations that the policy did not sample: tool outputs and the chat template's own tokens."""
+
+class SegmentKind(_SegmentKind, metaclass=_SegmentKindEnumTypeWrapper):
+    """What a run of tokens in a training view is."""
+
+SEGMENT_KIND_UNSPECIFIED: SegmentKind.ValueType  # 0
+"""Not set."""
+SEGMENT_KIND_PROMPT: SegmentKind.ValueType  # 1
+"""The first turn's prompt (the task's input rendered by the model's template)."""
+SEGMENT_KIND_GENERATED: SegmentKind.ValueType  # 2
+"""Tokens the policy sampled (loss mask 1)."""
+SEGMENT_KIND_CONTEXT: SegmentKind.ValueType  # 3
+"""Tokens between two generations that the policy did not sample: tool outputs and the chat template's own tokens."""
+global___SegmentKind = SegmentKind
+
+class _DeliveryMode:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _DeliveryModeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_DeliveryMode.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    DELIVERY_MODE_UNSPECIFIED: _DeliveryMode.ValueType  # 0
+    """The default: GROUP."""
+    DELIVERY_MODE_ROLLOUT: _DeliveryMode.ValueType  # 1
+    """Each rollout as it finishes."""
+    DELIVERY_MODE_GROUP: _DeliveryMode.ValueType  # 2
+    """Each group in one message once all its rollouts have finished (the unit GRPO consumes)."""
+
+class DeliveryMode(_DeliveryMode, metaclass=_DeliveryModeEnumTypeWrapper):
+    """--- StreamRollouts -------------------------------------------------------------------------------------------------
+
+    What the server delivers for each finished rollout.
+    """
+
+DELIVERY_MODE_UNSPECIFIED: DeliveryMode.ValueType  # 0
+"""The default: GROUP."""
+DELIVERY_MODE_ROLLOUT: DeliveryMode.ValueType  # 1
+"""Each rollout as it finishes."""
+DELIVERY_MODE_GROUP: DeliveryMode.ValueType  # 2
+"""Each group in one message once all its rollouts have finished (the unit GRPO consumes)."""
+global___DeliveryMode = DeliveryMode
+
+class _StalenessAction:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _StalenessActionEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_StalenessAction.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    STALENESS_ACTION_UNSPECIFIED: _StalenessAction.ValueType  # 0
+    """The default: CONTINUE."""
+    STALENESS_ACTION_CONTINUE: _StalenessAction.ValueType  # 1
+    """Let it finish: items keep their own versions (partial rollout; the trainer corrects with importance weights)."""
+    STALENESS_ACTION_DROP: _StalenessAction.ValueType  # 2
+    """Cancel it (or drop it if it already finished), report `dropped`, return its credit. GROUP delivery only."""
+    STALENESS_ACTION_RESTART: _StalenessAction.ValueType  # 3
+    """Run it again from scratch under the current version; it is delivered once. GROUP delivery only."""
+
+class StalenessAction(_StalenessAction, metaclass=_StalenessActionEnumTypeWrapper):
+    """What happens to a group whose items are older than the lag bound when a new policy version is announced."""
+
+STALENESS_ACTION_UNSPECIFIED: StalenessAction.ValueType  # 0
+"""The default: CONTINUE."""
+STALENESS_ACTION_CONTINUE: StalenessAction.ValueType  # 1
+"""Let it finish: items keep their own versions (partial rollout; the trainer corrects with importance weights)."""
+STALENESS_ACTION_DROP: StalenessAction.ValueType  # 2
+"""Cancel it (or drop it if it already finished), report `dropped`, return its credit. GROUP delivery only."""
+STALENESS_ACTION_RESTART: StalenessAction.ValueType  # 3
+"""Run it again from scratch under the current version; it is delivered once. GROUP delivery only."""
+global___StalenessAction = StalenessAction
+
+class _DropReason:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _DropReasonEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_DropReason.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    DROP_REASON_UNSPECIFIED: _DropReason.ValueType  # 0
+    """Not set."""
+    DROP_REASON_STALE: _DropReason.ValueType  # 1
+    """Older than the lag bound allows (staleness DROP, or RESTART after too many restarts)."""
+    DROP_REASON_UNIFORM: _DropReason.ValueType  # 2
+    """All rewards equal (drop_uniform_groups)."""
+    DROP_REASON_CANCELLED: _DropReason.ValueType  # 3
+    """The trainer cancelled its task."""
+
+class DropReason(_DropReason, metaclass=_DropReasonEnumTypeWrapper):
+    """Why a group was dropped."""
+
+DROP_REASON_UNSPECIFIED: DropReason.ValueType  # 0
+"""Not set."""
+DROP_REASON_STALE: DropReason.ValueType  # 1
+"""Older than the lag bound allows (staleness DROP, or RESTART after too many restarts)."""
+DROP_REASON_UNIFORM: DropReason.ValueType  # 2
+"""All rewards equal (drop_uniform_groups)."""
+DROP_REASON_CANCELLED: DropReason.ValueType  # 3
+"""The trainer cancelled its task."""
+global___DropReason = DropReason
+
+@typing.final
+class TrainingSegment(google.protobuf.message.Message):
+    """One run of tokens of a training view: token_ids[start:end]."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: builtins.int
+    START_FIELD_NUMBER: builtins.int
+    END_FIELD_NUMBER: builtins.int
+    TURN_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
+    kind: global___SegmentKind.ValueType
+    """What the tokens are."""
+    start: builtins.int
+    """First token index (inclusive)."""
+    end: builtins.int
+    """Last token index (exclusive)."""
+    turn: builtins.int
+    """The model turn (0-based) this segment belongs to: a turn's CONTEXT (or PROMPT) precedes its GENERATED tokens."""
+    policy_version: builtins.int
+    """The policy version that generated the tokens (GENERATED segments), when known."""
+    def __init__(
+        self,
+        *,
+        kind: global___SegmentKind.ValueType = ...,
+        start: builtins.int = ...,
+        end: builtins.int = ...,
+        turn: builtins.int = ...,
+        policy_version: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "end", b"end", "kind", b"kind", "policy_version", b"policy_version", "start", b"start", "turn", b"turn"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
+
+global___TrainingSegment = TrainingSegment
+
+@typing.final
+class PrefixViolation(google.protobuf.message.Message):
+    """Turn k+1's prompt did not begin with turn k's prompt followed by its generation (a chat template that re-renders
+    earlier turns differently, a tokenizer that merges across the boundary, ...).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TURN_FIELD_NUMBER: builtins.int
+    POSITION_FIELD_NUMBER: builtins.int
+    EXPECTED_TOKEN_FIELD_NUMBER: builtins.int
+    ACTUAL_TOKEN_FIELD_NUMBER: builtins.int
+    turn: builtins.int
+    """The turn whose prompt broke the prefix (>= 1)."""
+    position: builtins.int
+    """The first token position where the prompt differs from the sequence so far."""
+    expected_token: builtins.int
+    """The token the sequence so far has at that position."""
+    actual_token: builtins.int
+    """The token the new prompt has at that position; -1 when the prompt ended there."""
+    def __init__(
+        self,
+        *,
+        turn: builtins.int = ...,
+        position: builtins.int = ...,
+        expected_token: builtins.int = ...,
+        actual_token: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["actual_token", b"actual_token", "expected_token", b"expected_token", "position", b"position", "turn", b"turn"]) -> None: ...
+
+global___PrefixViolation = PrefixViolation
+
+@typing.final
+class TrainingView(google.protobuf.message.Message):
+    """The whole episode as one token sequence, for trainers that bring their own loss: the first prompt, each generated
+    segment and the tokens between them, exactly as the model saw and produced them. Built on the server from each
+    turn's token data. On a prefix violation the view holds no tokens, only `prefix_violation` (never a spliced guess):
+    the rollout is still scored, and trainers exclude it from the loss.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TOKEN_IDS_FIELD_NUMBER: builtins.int
+    LOSS_MASK_FIELD_NUMBER: builtins.int
+    LOGPROBS_FIELD_NUMBER: builtins.int
+    SEGMENTS_FIELD_NUMBER: builtins.int
+    PROMPT_LENGTH_FIELD_NUMBER: builtins.int
+    PREFIX_VIOLATION_FIELD_NUMBER: builtins.int
+    UNAVAILABLE_REASON_FIELD_NUMBER: builtins.int
+    prompt_length: builtins.int
+    """The length of the first prompt (token_ids[:prompt_length] is the prompt; the rest is the "completion")."""
+    unavailable_reason: builtins.str
+    """Why no view could be built although one was asked for ("no token data on turn 2", ...); empty otherwise."""
+    @property
+    def token_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
+        """The token ids, in order."""
+
+    @property
+    def loss_mask(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
+        """1 exactly on the tokens the policy generated, 0 elsewhere; 1:1 with token_ids."""
+
+    @property
+    def logprobs(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
+        """The log-probability of each generated token under the sampling policy; 0 where loss_mask is 0. 1:1 with
+        token_ids.
+        """
+
+    @property
+    def segments(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___TrainingSegment]:
+        """The runs of tokens, in order, covering token_ids."""
+
+    @property
+    def prefix_violation(self) -> global___PrefixViolation:
+        """Set when the turns' token data broke the prefix property; the view then holds no tokens."""
+
+    def __init__(
+        self,
+        *,
+        token_ids: collections.abc.Iterable[builtins.int] | None = ...,
+        loss_mask: collections.abc.Iterable[builtins.int] | None = ...,
+        logprobs: collections.abc.Iterable[builtins.float] | None = ...,
+        segments: collections.abc.Iterable[global___TrainingSegment] | None = ...,
+        prompt_length: builtins.int = ...,
+        prefix_violation: global___PrefixViolation | None = ...,
+        unavailable_reason: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["prefix_violation", b"prefix_violation"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["logprobs", b"logprobs", "loss_mask", b"loss_mask", "prefix_violation", b"prefix_violation", "prompt_length", b"prompt_length", "segments", b"segments", "token_ids", b"token_ids", "unavailable_reason", b"unavailable_reason"]) -> None: ...
+
+global___TrainingView = TrainingView
 
 @typing.final
 class SamplingParams(google.protobuf.message.Message):
@@ -231,6 +473,10 @@ class Rollout(google.protobuf.message.Message):
     FAILURE_FIELD_NUMBER: builtins.int
     FAILURE_KIND_FIELD_NUMBER: builtins.int
     ATTEMPTS_FIELD_NUMBER: builtins.int
+    TASK_KEY_FIELD_NUMBER: builtins.int
+    MIN_POLICY_VERSION_FIELD_NUMBER: builtins.int
+    MAX_POLICY_VERSION_FIELD_NUMBER: builtins.int
+    TRAINING_VIEW_FIELD_NUMBER: builtins.int
     rollout_id: builtins.str
     """Deterministic id: a function of the collection inputs, the task index and the rollout index."""
     task_index: builtins.int
@@ -251,6 +497,12 @@ class Rollout(google.protobuf.message.Message):
     """The kind of failure; UNSPECIFIED on success."""
     attempts: builtins.int
     """The most attempts any one step needed (1 when nothing was retried); on a failure, the failing step's attempts."""
+    task_key: builtins.str
+    """The trainer's key of the task (StreamRollouts); empty for CollectRollouts."""
+    min_policy_version: builtins.int
+    """The oldest policy version of any generated item, when the items carry versions."""
+    max_policy_version: builtins.int
+    """The newest policy version of any generated item, when the items carry versions."""
     @property
     def responses_create_params(self) -> gym_grpc._proto.gym.v1.responses_pb2.ResponseCreateParams:
         """The parameters the episode started from (after sampling overrides)."""
@@ -275,6 +527,10 @@ class Rollout(google.protobuf.message.Message):
     def failure(self) -> google.rpc.status_pb2.Status:
         """Why the rollout failed; absent on success."""
 
+    @property
+    def training_view(self) -> global___TrainingView:
+        """The episode as one token sequence (view ROLLOUT_VIEW_TRAINING only)."""
+
     def __init__(
         self,
         *,
@@ -294,9 +550,17 @@ class Rollout(google.protobuf.message.Message):
         failure: google.rpc.status_pb2.Status | None = ...,
         failure_kind: global___FailureKind.ValueType = ...,
         attempts: builtins.int = ...,
+        task_key: builtins.str = ...,
+        min_policy_version: builtins.int | None = ...,
+        max_policy_version: builtins.int | None = ...,
+        training_view: global___TrainingView | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_reward", b"_reward", "_seed", b"_seed", "failure", b"failure", "response", b"response", "responses_create_params", b"responses_create_params", "reward", b"reward", "seed", b"seed", "stats", b"stats", "timing", b"timing"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_reward", b"_reward", "_seed", b"_seed", "agent", b"agent", "attempts", b"attempts", "failure", b"failure", "failure_kind", b"failure_kind", "group_id", b"group_id", "metrics", b"metrics", "response", b"response", "responses_create_params", b"responses_create_params", "reward", b"reward", "rollout_id", b"rollout_id", "rollout_index", b"rollout_index", "seed", b"seed", "stats", b"stats", "task_extra_json", b"task_extra_json", "task_index", b"task_index", "timing", b"timing"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_max_policy_version", b"_max_policy_version", "_min_policy_version", b"_min_policy_version", "_reward", b"_reward", "_seed", b"_seed", "failure", b"failure", "max_policy_version", b"max_policy_version", "min_policy_version", b"min_policy_version", "response", b"response", "responses_create_params", b"responses_create_params", "reward", b"reward", "seed", b"seed", "stats", b"stats", "timing", b"timing", "training_view", b"training_view"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_max_policy_version", b"_max_policy_version", "_min_policy_version", b"_min_policy_version", "_reward", b"_reward", "_seed", b"_seed", "agent", b"agent", "attempts", b"attempts", "failure", b"failure", "failure_kind", b"failure_kind", "group_id", b"group_id", "max_policy_version", b"max_policy_version", "metrics", b"metrics", "min_policy_version", b"min_policy_version", "response", b"response", "responses_create_params", b"responses_create_params", "reward", b"reward", "rollout_id", b"rollout_id", "rollout_index", b"rollout_index", "seed", b"seed", "stats", b"stats", "task_extra_json", b"task_extra_json", "task_index", b"task_index", "task_key", b"task_key", "timing", b"timing", "training_view", b"training_view"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_max_policy_version", b"_max_policy_version"]) -> typing.Literal["max_policy_version"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_min_policy_version", b"_min_policy_version"]) -> typing.Literal["min_policy_version"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_reward", b"_reward"]) -> typing.Literal["reward"] | None: ...
     @typing.overload
@@ -618,3 +882,591 @@ class CollectRolloutsResponse(google.protobuf.message.Message):
     def WhichOneof(self, oneof_group: typing.Literal["event", b"event"]) -> typing.Literal["started", "rollout", "group_complete", "heartbeat", "summary"] | None: ...
 
 global___CollectRolloutsResponse = CollectRolloutsResponse
+
+@typing.final
+class StalenessPolicy(google.protobuf.message.Message):
+    """How stale data is handled."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MAX_POLICY_LAG_FIELD_NUMBER: builtins.int
+    ACTION_FIELD_NUMBER: builtins.int
+    max_policy_lag: builtins.int
+    """A group is stale when one of its items has a version older than (announced version - max_policy_lag). Absent:
+    no bound (versions are only tagged).
+    """
+    action: global___StalenessAction.ValueType
+    """What to do with a stale group."""
+    def __init__(
+        self,
+        *,
+        max_policy_lag: builtins.int | None = ...,
+        action: global___StalenessAction.ValueType = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_max_policy_lag", b"_max_policy_lag", "max_policy_lag", b"max_policy_lag"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_max_policy_lag", b"_max_policy_lag", "action", b"action", "max_policy_lag", b"max_policy_lag"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_max_policy_lag", b"_max_policy_lag"]) -> typing.Literal["max_policy_lag"] | None: ...
+
+global___StalenessPolicy = StalenessPolicy
+
+@typing.final
+class StreamOpen(google.protobuf.message.Message):
+    """The first trainer message: what to run and how to deliver it."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    AGENT_FIELD_NUMBER: builtins.int
+    NUM_REPEATS_FIELD_NUMBER: builtins.int
+    SAMPLING_FIELD_NUMBER: builtins.int
+    ROLLOUT_TIMEOUT_SECONDS_FIELD_NUMBER: builtins.int
+    VIEW_FIELD_NUMBER: builtins.int
+    MAX_GROUPS_RUNNING_FIELD_NUMBER: builtins.int
+    STALENESS_FIELD_NUMBER: builtins.int
+    DELIVERY_FIELD_NUMBER: builtins.int
+    DROP_UNIFORM_GROUPS_FIELD_NUMBER: builtins.int
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
+    agent: builtins.str
+    """The agent instance name."""
+    num_repeats: builtins.int
+    """Rollouts per task (the group size); 0 means 1."""
+    rollout_timeout_seconds: builtins.float
+    """Per-rollout timeout in seconds; absent means the server default."""
+    view: global___RolloutView.ValueType
+    """How much of each rollout to send (TRAINING adds the token training view)."""
+    max_groups_running: builtins.int
+    """The most groups running at once, on top of the credit bound; 0 means no bound beyond credits (capped by the
+    server's max_in_flight in rollouts).
+    """
+    delivery: global___DeliveryMode.ValueType
+    """ROLLOUT or GROUP delivery."""
+    drop_uniform_groups: builtins.bool
+    """Drop groups whose rollouts all succeeded with equal rewards (no GRPO signal): report `dropped` and return the
+    credit (DAPO's dynamic sampling). GROUP delivery only.
+    """
+    heartbeat_interval_seconds: builtins.float
+    """Seconds of stream silence after which the server sends a heartbeat; absent means the server default."""
+    resume_token: builtins.str
+    """Re-attach to a stream opened earlier (the token from its StreamOpened); every other field is then ignored."""
+    policy_version: builtins.int
+    """The policy version in force from the start; absent means no version."""
+    @property
+    def sampling(self) -> global___SamplingParams:
+        """Sampling overrides applied to every task."""
+
+    @property
+    def staleness(self) -> global___StalenessPolicy:
+        """Staleness handling."""
+
+    def __init__(
+        self,
+        *,
+        agent: builtins.str = ...,
+        num_repeats: builtins.int = ...,
+        sampling: global___SamplingParams | None = ...,
+        rollout_timeout_seconds: builtins.float | None = ...,
+        view: global___RolloutView.ValueType = ...,
+        max_groups_running: builtins.int = ...,
+        staleness: global___StalenessPolicy | None = ...,
+        delivery: global___DeliveryMode.ValueType = ...,
+        drop_uniform_groups: builtins.bool = ...,
+        heartbeat_interval_seconds: builtins.float | None = ...,
+        resume_token: builtins.str = ...,
+        policy_version: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_policy_version", b"_policy_version", "_rollout_timeout_seconds", b"_rollout_timeout_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "policy_version", b"policy_version", "rollout_timeout_seconds", b"rollout_timeout_seconds", "sampling", b"sampling", "staleness", b"staleness"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_policy_version", b"_policy_version", "_rollout_timeout_seconds", b"_rollout_timeout_seconds", "agent", b"agent", "delivery", b"delivery", "drop_uniform_groups", b"drop_uniform_groups", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "max_groups_running", b"max_groups_running", "num_repeats", b"num_repeats", "policy_version", b"policy_version", "resume_token", b"resume_token", "rollout_timeout_seconds", b"rollout_timeout_seconds", "sampling", b"sampling", "staleness", b"staleness", "view", b"view"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds"]) -> typing.Literal["heartbeat_interval_seconds"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_rollout_timeout_seconds", b"_rollout_timeout_seconds"]) -> typing.Literal["rollout_timeout_seconds"] | None: ...
+
+global___StreamOpen = StreamOpen
+
+@typing.final
+class KeyedTask(google.protobuf.message.Message):
+    """One task of a stream."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_KEY_FIELD_NUMBER: builtins.int
+    TASK_FIELD_NUMBER: builtins.int
+    task_key: builtins.str
+    """The trainer's key, unique in the stream; rollouts and groups carry it back."""
+    @property
+    def task(self) -> gym_grpc._proto.gym.v1.task_pb2.Task:
+        """The task."""
+
+    def __init__(
+        self,
+        *,
+        task_key: builtins.str = ...,
+        task: gym_grpc._proto.gym.v1.task_pb2.Task | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["task", b"task"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["task", b"task", "task_key", b"task_key"]) -> None: ...
+
+global___KeyedTask = KeyedTask
+
+@typing.final
+class StreamTasks(google.protobuf.message.Message):
+    """Tasks appended to the stream's queue."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: builtins.int
+    @property
+    def tasks(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___KeyedTask]:
+        """The tasks, run in the order they arrive (as credits allow)."""
+
+    def __init__(
+        self,
+        *,
+        tasks: collections.abc.Iterable[global___KeyedTask] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["tasks", b"tasks"]) -> None: ...
+
+global___StreamTasks = StreamTasks
+
+@typing.final
+class StreamCredit(google.protobuf.message.Message):
+    """More credits: each lets the server start one more group."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: builtins.int
+    groups: builtins.int
+    """Groups to add (> 0)."""
+    def __init__(
+        self,
+        *,
+        groups: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["groups", b"groups"]) -> None: ...
+
+global___StreamCredit = StreamCredit
+
+@typing.final
+class StreamPolicy(google.protobuf.message.Message):
+    """A new policy version."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: builtins.int
+    version: builtins.int
+    """The version (>= the previous one). Model calls that start after this message are stamped with it."""
+    def __init__(
+        self,
+        *,
+        version: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["version", b"version"]) -> None: ...
+
+global___StreamPolicy = StreamPolicy
+
+@typing.final
+class StreamAck(google.protobuf.message.Message):
+    """Ids the trainer has durably consumed: they are no longer kept for a resume."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: builtins.int
+    @property
+    def ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Rollout ids (ROLLOUT delivery) or group ids (GROUP delivery)."""
+
+    def __init__(
+        self,
+        *,
+        ids: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["ids", b"ids"]) -> None: ...
+
+global___StreamAck = StreamAck
+
+@typing.final
+class StreamCancel(google.protobuf.message.Message):
+    """Tasks to cancel: queued ones are removed, running ones cancelled (sessions closed), credits returned."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_KEYS_FIELD_NUMBER: builtins.int
+    @property
+    def task_keys(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """The task keys."""
+
+    def __init__(
+        self,
+        *,
+        task_keys: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["task_keys", b"task_keys"]) -> None: ...
+
+global___StreamCancel = StreamCancel
+
+@typing.final
+class StreamRolloutsRequest(google.protobuf.message.Message):
+    """One trainer message of StreamRollouts. Half-closing the request stream means: finish what was admitted, then send
+    the summary and end with OK.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: builtins.int
+    TASKS_FIELD_NUMBER: builtins.int
+    CREDIT_FIELD_NUMBER: builtins.int
+    POLICY_FIELD_NUMBER: builtins.int
+    ACK_FIELD_NUMBER: builtins.int
+    CANCEL_FIELD_NUMBER: builtins.int
+    @property
+    def open(self) -> global___StreamOpen:
+        """The first message, exactly once."""
+
+    @property
+    def tasks(self) -> global___StreamTasks:
+        """Append tasks."""
+
+    @property
+    def credit(self) -> global___StreamCredit:
+        """Grant credits."""
+
+    @property
+    def policy(self) -> global___StreamPolicy:
+        """Announce a policy version."""
+
+    @property
+    def ack(self) -> global___StreamAck:
+        """Acknowledge delivered rollouts or groups."""
+
+    @property
+    def cancel(self) -> global___StreamCancel:
+        """Cancel tasks."""
+
+    def __init__(
+        self,
+        *,
+        open: global___StreamOpen | None = ...,
+        tasks: global___StreamTasks | None = ...,
+        credit: global___StreamCredit | None = ...,
+        policy: global___StreamPolicy | None = ...,
+        ack: global___StreamAck | None = ...,
+        cancel: global___StreamCancel | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["ack", b"ack", "cancel", b"cancel", "credit", b"credit", "message", b"message", "open", b"open", "policy", b"policy", "tasks", b"tasks"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["ack", b"ack", "cancel", b"cancel", "credit", b"credit", "message", b"message", "open", b"open", "policy", b"policy", "tasks", b"tasks"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["open", "tasks", "credit", "policy", "ack", "cancel"] | None: ...
+
+global___StreamRolloutsRequest = StreamRolloutsRequest
+
+@typing.final
+class StreamOpened(google.protobuf.message.Message):
+    """The server's answer to `open`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: builtins.int
+    RESUMED_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
+    stream_id: builtins.str
+    """The stream id."""
+    resume_token: builtins.str
+    """Re-open with this token after a lost connection to get the unacknowledged results again (secret)."""
+    resumed: builtins.bool
+    """True when this answers a resume: unacknowledged results follow, then the stream goes on."""
+    policy_version: builtins.int
+    """The policy version in force, when one was announced."""
+    def __init__(
+        self,
+        *,
+        stream_id: builtins.str = ...,
+        resume_token: builtins.str = ...,
+        resumed: builtins.bool = ...,
+        policy_version: builtins.int | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version", "resume_token", b"resume_token", "resumed", b"resumed", "stream_id", b"stream_id"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
+
+global___StreamOpened = StreamOpened
+
+@typing.final
+class RolloutGroup(google.protobuf.message.Message):
+    """A whole group (GROUP delivery)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: builtins.int
+    TASK_KEY_FIELD_NUMBER: builtins.int
+    ROLLOUTS_FIELD_NUMBER: builtins.int
+    RESTARTS_FIELD_NUMBER: builtins.int
+    group_id: builtins.str
+    """The group id."""
+    task_key: builtins.str
+    """The trainer's task key."""
+    restarts: builtins.int
+    """How many times the group was run again from scratch (RESTART staleness)."""
+    @property
+    def rollouts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Rollout]:
+        """Its rollouts, by rollout index (failed ones included: failures are data)."""
+
+    def __init__(
+        self,
+        *,
+        group_id: builtins.str = ...,
+        task_key: builtins.str = ...,
+        rollouts: collections.abc.Iterable[global___Rollout] | None = ...,
+        restarts: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["group_id", b"group_id", "restarts", b"restarts", "rollouts", b"rollouts", "task_key", b"task_key"]) -> None: ...
+
+global___RolloutGroup = RolloutGroup
+
+@typing.final
+class GroupDropped(google.protobuf.message.Message):
+    """A group the server will not deliver."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: builtins.int
+    TASK_KEY_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    MIN_POLICY_VERSION_FIELD_NUMBER: builtins.int
+    MAX_POLICY_VERSION_FIELD_NUMBER: builtins.int
+    CREDIT_RETURNED_FIELD_NUMBER: builtins.int
+    REWARDS_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    group_id: builtins.str
+    """The group id."""
+    task_key: builtins.str
+    """The trainer's task key."""
+    reason: global___DropReason.ValueType
+    """Why."""
+    min_policy_version: builtins.int
+    """The oldest policy version among its items, when any."""
+    max_policy_version: builtins.int
+    """The newest policy version among its items, when any."""
+    credit_returned: builtins.int
+    """Credits returned to the trainer by this drop (1, or 0 when the group had not started)."""
+    message: builtins.str
+    """Human-readable detail."""
+    @property
+    def rewards(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
+        """The rewards of its succeeded rollouts (UNIFORM: all equal)."""
+
+    def __init__(
+        self,
+        *,
+        group_id: builtins.str = ...,
+        task_key: builtins.str = ...,
+        reason: global___DropReason.ValueType = ...,
+        min_policy_version: builtins.int | None = ...,
+        max_policy_version: builtins.int | None = ...,
+        credit_returned: builtins.int = ...,
+        rewards: collections.abc.Iterable[builtins.float] | None = ...,
+        message: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_max_policy_version", b"_max_policy_version", "_min_policy_version", b"_min_policy_version", "max_policy_version", b"max_policy_version", "min_policy_version", b"min_policy_version"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_max_policy_version", b"_max_policy_version", "_min_policy_version", b"_min_policy_version", "credit_returned", b"credit_returned", "group_id", b"group_id", "max_policy_version", b"max_policy_version", "message", b"message", "min_policy_version", b"min_policy_version", "reason", b"reason", "rewards", b"rewards", "task_key", b"task_key"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_max_policy_version", b"_max_policy_version"]) -> typing.Literal["max_policy_version"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_min_policy_version", b"_min_policy_version"]) -> typing.Literal["min_policy_version"] | None: ...
+
+global___GroupDropped = GroupDropped
+
+@typing.final
+class StreamHeartbeat(google.protobuf.message.Message):
+    """The stream's state, sent when it was idle."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CREDITS_AVAILABLE_FIELD_NUMBER: builtins.int
+    GROUPS_RUNNING_FIELD_NUMBER: builtins.int
+    QUEUED_TASKS_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_FIELD_NUMBER: builtins.int
+    ROLLOUTS_RUNNING_FIELD_NUMBER: builtins.int
+    UNACKED_FIELD_NUMBER: builtins.int
+    credits_available: builtins.int
+    """Credits granted and not yet used by a started group."""
+    groups_running: builtins.int
+    """Groups started and not yet delivered or dropped."""
+    queued_tasks: builtins.int
+    """Tasks waiting for a credit."""
+    policy_version: builtins.int
+    """The policy version in force, when one was announced."""
+    rollouts_running: builtins.int
+    """Rollouts running now."""
+    unacked: builtins.int
+    """Delivered results not yet acknowledged."""
+    def __init__(
+        self,
+        *,
+        credits_available: builtins.int = ...,
+        groups_running: builtins.int = ...,
+        queued_tasks: builtins.int = ...,
+        policy_version: builtins.int | None = ...,
+        rollouts_running: builtins.int = ...,
+        unacked: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "credits_available", b"credits_available", "groups_running", b"groups_running", "policy_version", b"policy_version", "queued_tasks", b"queued_tasks", "rollouts_running", b"rollouts_running", "unacked", b"unacked"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
+
+global___StreamHeartbeat = StreamHeartbeat
+
+@typing.final
+class StreamSummary(google.protobuf.message.Message):
+    """The last server message; the stream then ends with OK."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class MetricsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        @property
+        def value(self) -> global___MetricStats: ...
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: global___MetricStats | None = ...,
+        ) -> None: ...
+        def HasField(self, field_name: typing.Literal["value", b"value"]) -> builtins.bool: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    SUCCEEDED_FIELD_NUMBER: builtins.int
+    FAILED_FIELD_NUMBER: builtins.int
+    GROUPS_DELIVERED_FIELD_NUMBER: builtins.int
+    GROUPS_DROPPED_FIELD_NUMBER: builtins.int
+    GROUPS_RESTARTED_FIELD_NUMBER: builtins.int
+    TASKS_NOT_STARTED_FIELD_NUMBER: builtins.int
+    METRICS_FIELD_NUMBER: builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: builtins.int
+    PEAK_GROUPS_RUNNING_FIELD_NUMBER: builtins.int
+    succeeded: builtins.int
+    """Rollouts delivered that produced a reward."""
+    failed: builtins.int
+    """Rollouts delivered that failed."""
+    groups_delivered: builtins.int
+    """Groups delivered."""
+    groups_dropped: builtins.int
+    """Groups dropped (any reason)."""
+    groups_restarted: builtins.int
+    """Groups run again from scratch (RESTART)."""
+    tasks_not_started: builtins.int
+    """Tasks never started (no credit before the half-close)."""
+    duration_seconds: builtins.float
+    """Seconds from open to summary."""
+    peak_groups_running: builtins.int
+    """The most groups that ran at once (never more than the credits granted)."""
+    @property
+    def metrics(self) -> google.protobuf.internal.containers.MessageMap[builtins.str, global___MetricStats]:
+        """Aggregates of "reward" and of every numeric or boolean metric over the delivered rollouts."""
+
+    def __init__(
+        self,
+        *,
+        succeeded: builtins.int = ...,
+        failed: builtins.int = ...,
+        groups_delivered: builtins.int = ...,
+        groups_dropped: builtins.int = ...,
+        groups_restarted: builtins.int = ...,
+        tasks_not_started: builtins.int = ...,
+        metrics: collections.abc.Mapping[builtins.str, global___MetricStats] | None = ...,
+        duration_seconds: builtins.float = ...,
+        peak_groups_running: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["duration_seconds", b"duration_seconds", "failed", b"failed", "groups_delivered", b"groups_delivered", "groups_dropped", b"groups_dropped", "groups_restarted", b"groups_restarted", "metrics", b"metrics", "peak_groups_running", b"peak_groups_running", "succeeded", b"succeeded", "tasks_not_started", b"tasks_not_started"]) -> None: ...
+
+global___StreamSummary = StreamSummary
+
+@typing.final
+class StreamRolloutsResponse(google.protobuf.message.Message):
+    """One server message of StreamRollouts."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    OPENED_FIELD_NUMBER: builtins.int
+    ROLLOUT_FIELD_NUMBER: builtins.int
+    GROUP_FIELD_NUMBER: builtins.int
+    DROPPED_FIELD_NUMBER: builtins.int
+    HEARTBEAT_FIELD_NUMBER: builtins.int
+    SUMMARY_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    @property
+    def opened(self) -> global___StreamOpened:
+        """The answer to `open`."""
+
+    @property
+    def rollout(self) -> global___Rollout:
+        """One finished rollout (ROLLOUT delivery)."""
+
+    @property
+    def group(self) -> global___RolloutGroup:
+        """One finished group (GROUP delivery)."""
+
+    @property
+    def dropped(self) -> global___GroupDropped:
+        """A group that will not be delivered."""
+
+    @property
+    def heartbeat(self) -> global___StreamHeartbeat:
+        """Idle but alive."""
+
+    @property
+    def summary(self) -> global___StreamSummary:
+        """The last message."""
+
+    @property
+    def error(self) -> global___StreamError:
+        """A trainer message was rejected (a duplicate task key, a version going backwards, ...); the stream goes on."""
+
+    def __init__(
+        self,
+        *,
+        opened: global___StreamOpened | None = ...,
+        rollout: global___Rollout | None = ...,
+        group: global___RolloutGroup | None = ...,
+        dropped: global___GroupDropped | None = ...,
+        heartbeat: global___StreamHeartbeat | None = ...,
+        summary: global___StreamSummary | None = ...,
+        error: global___StreamError | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["dropped", b"dropped", "error", b"error", "group", b"group", "heartbeat", b"heartbeat", "message", b"message", "opened", b"opened", "rollout", b"rollout", "summary", b"summary"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["dropped", b"dropped", "error", b"error", "group", b"group", "heartbeat", b"heartbeat", "message", b"message", "opened", b"opened", "rollout", b"rollout", "summary", b"summary"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["opened", "rollout", "group", "dropped", "heartbeat", "summary", "error"] | None: ...
+
+global___StreamRolloutsResponse = StreamRolloutsResponse
+
+@typing.final
+class StreamError(google.protobuf.message.Message):
+    """A rejected trainer message: nothing of it was applied, and nothing else on the stream changed."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MESSAGE_INDEX_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    message_index: builtins.int
+    """The 0-based position of the rejected message among the trainer's messages (`open` is 0)."""
+    @property
+    def status(self) -> google.rpc.status_pb2.Status:
+        """Why, with google.rpc details: ErrorInfo, and BadRequest naming the field (e.g. "tasks.tasks[2].task_key")."""
+
+    def __init__(
+        self,
+        *,
+        message_index: builtins.int = ...,
+        status: google.rpc.status_pb2.Status | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["status", b"status"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["message_index", b"message_index", "status", b"status"]) -> None: ...
+
+global___StreamError = StreamError

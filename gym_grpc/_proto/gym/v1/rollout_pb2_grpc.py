@@ -40,6 +40,11 @@ class RolloutServiceStub(object):
                 request_serializer=gym_dot_v1_dot_rollout__pb2.CollectRolloutsRequest.SerializeToString,
                 response_deserializer=gym_dot_v1_dot_rollout__pb2.CollectRolloutsResponse.FromString,
                 _registered_method=True)
+        self.StreamRollouts = channel.stream_stream(
+                '/gym.v1.RolloutService/StreamRollouts',
+                request_serializer=gym_dot_v1_dot_rollout__pb2.StreamRolloutsRequest.SerializeToString,
+                response_deserializer=gym_dot_v1_dot_rollout__pb2.StreamRolloutsResponse.FromString,
+                _registered_method=True)
 
 
 class RolloutServiceServicer(object):
@@ -54,6 +59,15 @@ class RolloutServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamRollouts(self, request_iterator, context):
+        """A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+        versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+        scored rollouts or whole groups back. See docs/protocol.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RolloutServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +75,11 @@ def add_RolloutServiceServicer_to_server(servicer, server):
                     servicer.CollectRollouts,
                     request_deserializer=gym_dot_v1_dot_rollout__pb2.CollectRolloutsRequest.FromString,
                     response_serializer=gym_dot_v1_dot_rollout__pb2.CollectRolloutsResponse.SerializeToString,
+            ),
+            'StreamRollouts': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamRollouts,
+                    request_deserializer=gym_dot_v1_dot_rollout__pb2.StreamRolloutsRequest.FromString,
+                    response_serializer=gym_dot_v1_dot_rollout__pb2.StreamRolloutsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +110,33 @@ class RolloutService(object):
             '/gym.v1.RolloutService/CollectRollouts',
             gym_dot_v1_dot_rollout__pb2.CollectRolloutsRequest.SerializeToString,
             gym_dot_v1_dot_rollout__pb2.CollectRolloutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRollouts(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gym.v1.RolloutService/StreamRollouts',
+            gym_dot_v1_dot_rollout__pb2.StreamRolloutsRequest.SerializeToString,
+            gym_dot_v1_dot_rollout__pb2.StreamRolloutsResponse.FromString,
             options,
             channel_credentials,
             insecure,

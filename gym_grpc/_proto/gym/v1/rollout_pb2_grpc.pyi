@@ -29,6 +29,15 @@ class RolloutServiceStub:
     status OK; a failed rollout is an event, never a stream error.
     """
 
+    StreamRollouts: grpc.StreamStreamMultiCallable[
+        gym_grpc._proto.gym.v1.rollout_pb2.StreamRolloutsRequest,
+        gym_grpc._proto.gym.v1.rollout_pb2.StreamRolloutsResponse,
+    ]
+    """A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+    versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+    scored rollouts or whole groups back. See docs/protocol.md.
+    """
+
 class RolloutServiceAsyncStub:
     """The trainer-facing feed of scored rollouts."""
 
@@ -38,6 +47,15 @@ class RolloutServiceAsyncStub:
     ]
     """Runs an agent over tasks x repeats and streams events as rollouts finish. The stream ends with a summary and
     status OK; a failed rollout is an event, never a stream error.
+    """
+
+    StreamRollouts: grpc.aio.StreamStreamMultiCallable[
+        gym_grpc._proto.gym.v1.rollout_pb2.StreamRolloutsRequest,
+        gym_grpc._proto.gym.v1.rollout_pb2.StreamRolloutsResponse,
+    ]
+    """A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+    versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+    scored rollouts or whole groups back. See docs/protocol.md.
     """
 
 class RolloutServiceServicer(metaclass=abc.ABCMeta):
@@ -51,6 +69,17 @@ class RolloutServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[collections.abc.Iterator[gym_grpc._proto.gym.v1.rollout_pb2.CollectRolloutsResponse], collections.abc.AsyncIterator[gym_grpc._proto.gym.v1.rollout_pb2.CollectRolloutsResponse]]:
         """Runs an agent over tasks x repeats and streams events as rollouts finish. The stream ends with a summary and
         status OK; a failed rollout is an event, never a stream error.
+        """
+
+    @abc.abstractmethod
+    def StreamRollouts(
+        self,
+        request_iterator: _MaybeAsyncIterator[gym_grpc._proto.gym.v1.rollout_pb2.StreamRolloutsRequest],
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[gym_grpc._proto.gym.v1.rollout_pb2.StreamRolloutsResponse], collections.abc.AsyncIterator[gym_grpc._proto.gym.v1.rollout_pb2.StreamRolloutsResponse]]:
+        """A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+        versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+        scored rollouts or whole groups back. See docs/protocol.md.
         """
 
 def add_RolloutServiceServicer_to_server(servicer: RolloutServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -80,7 +80,10 @@ func (x *CreateResponseRequest) GetParams() *ResponseCreateParams {
 type CreateResponseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The model's response.
-	Response      *Response `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Response *Response `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// The policy version the response was generated with, when the server knows it (a trainer hosting its live policy).
+	// It wins over the version a StreamRollouts trainer announced; items that carry their own policy_version keep it.
+	PolicyVersion *int64 `protobuf:"varint,2,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -122,6 +125,13 @@ func (x *CreateResponseResponse) GetResponse() *Response {
 	return nil
 }
 
+func (x *CreateResponseResponse) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
+}
+
 var File_gym_v1_model_proto protoreflect.FileDescriptor
 
 const file_gym_v1_model_proto_rawDesc = "" +
@@ -129,9 +139,11 @@ const file_gym_v1_model_proto_rawDesc = "" +
 	"\x12gym/v1/model.proto\x12\x06gym.v1\x1a\x16gym/v1/responses.proto\"c\n" +
 	"\x15CreateResponseRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x124\n" +
-	"\x06params\x18\x02 \x01(\v2\x1c.gym.v1.ResponseCreateParamsR\x06params\"F\n" +
+	"\x06params\x18\x02 \x01(\v2\x1c.gym.v1.ResponseCreateParamsR\x06params\"\x85\x01\n" +
 	"\x16CreateResponseResponse\x12,\n" +
-	"\bresponse\x18\x01 \x01(\v2\x10.gym.v1.ResponseR\bresponse2_\n" +
+	"\bresponse\x18\x01 \x01(\v2\x10.gym.v1.ResponseR\bresponse\x12*\n" +
+	"\x0epolicy_version\x18\x02 \x01(\x03H\x00R\rpolicyVersion\x88\x01\x01B\x11\n" +
+	"\x0f_policy_version2_\n" +
 	"\fModelService\x12O\n" +
 	"\x0eCreateResponse\x12\x1d.gym.v1.CreateResponseRequest\x1a\x1e.gym.v1.CreateResponseResponseB\x8b\x01\n" +
 	"\n" +
@@ -175,6 +187,7 @@ func file_gym_v1_model_proto_init() {
 		return
 	}
 	file_gym_v1_responses_proto_init()
+	file_gym_v1_model_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -686,7 +686,9 @@ type MessageItem struct {
 	// Token data when the model generated this item.
 	TokenData *TokenData `protobuf:"bytes,7,opt,name=token_data,json=tokenData,proto3" json:"token_data,omitempty"`
 	// The item's other JSON keys, verbatim (a JSON object), or empty.
-	ExtraJson     string `protobuf:"bytes,8,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	ExtraJson string `protobuf:"bytes,8,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	// The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version".
+	PolicyVersion *int64 `protobuf:"varint,9,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -788,6 +790,13 @@ func (x *MessageItem) GetExtraJson() string {
 	return ""
 }
 
+func (x *MessageItem) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
+}
+
 type isMessageItem_Content interface {
 	isMessageItem_Content()
 }
@@ -822,7 +831,9 @@ type FunctionCallItem struct {
 	// Token data when the model generated this item.
 	TokenData *TokenData `protobuf:"bytes,6,opt,name=token_data,json=tokenData,proto3" json:"token_data,omitempty"`
 	// The item's other JSON keys, verbatim (a JSON object), or empty.
-	ExtraJson     string `protobuf:"bytes,7,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	ExtraJson string `protobuf:"bytes,7,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	// The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version".
+	PolicyVersion *int64 `protobuf:"varint,8,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -904,6 +915,13 @@ func (x *FunctionCallItem) GetExtraJson() string {
 		return x.ExtraJson
 	}
 	return ""
+}
+
+func (x *FunctionCallItem) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
 }
 
 // The result of a tool call: {"type": "function_call_output", "call_id": ..., "output": ...}.
@@ -1114,7 +1132,9 @@ type ReasoningItem struct {
 	// Token data when the model generated this item.
 	TokenData *TokenData `protobuf:"bytes,6,opt,name=token_data,json=tokenData,proto3" json:"token_data,omitempty"`
 	// The item's other JSON keys, verbatim (a JSON object), or empty.
-	ExtraJson     string `protobuf:"bytes,7,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	ExtraJson string `protobuf:"bytes,7,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	// The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version".
+	PolicyVersion *int64 `protobuf:"varint,8,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1196,6 +1216,13 @@ func (x *ReasoningItem) GetExtraJson() string {
 		return x.ExtraJson
 	}
 	return ""
+}
+
+func (x *ReasoningItem) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
 }
 
 // One input or output item of a Responses-API conversation.
@@ -2176,7 +2203,7 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\braw_json\x18\x04 \x01(\tH\x00R\arawJsonB\x06\n" +
 	"\x04part\"9\n" +
 	"\fContentParts\x12)\n" +
-	"\x05parts\x18\x01 \x03(\v2\x13.gym.v1.ContentPartR\x05parts\"\xb4\x02\n" +
+	"\x05parts\x18\x01 \x03(\v2\x13.gym.v1.ContentPartR\x05parts\"\xf3\x02\n" +
 	"\vMessageItem\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tH\x01R\x02id\x88\x01\x01\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.gym.v1.RoleR\x04role\x12\x14\n" +
@@ -2187,9 +2214,11 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\n" +
 	"token_data\x18\a \x01(\v2\x11.gym.v1.TokenDataR\ttokenData\x12\x1d\n" +
 	"\n" +
-	"extra_json\x18\b \x01(\tR\textraJsonB\t\n" +
+	"extra_json\x18\b \x01(\tR\textraJson\x12*\n" +
+	"\x0epolicy_version\x18\t \x01(\x03H\x02R\rpolicyVersion\x88\x01\x01B\t\n" +
 	"\acontentB\x05\n" +
-	"\x03_id\"\xf6\x01\n" +
+	"\x03_idB\x11\n" +
+	"\x0f_policy_version\"\xb5\x02\n" +
 	"\x10FunctionCallItem\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x88\x01\x01\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x12\n" +
@@ -2199,8 +2228,10 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\n" +
 	"token_data\x18\x06 \x01(\v2\x11.gym.v1.TokenDataR\ttokenData\x12\x1d\n" +
 	"\n" +
-	"extra_json\x18\a \x01(\tR\textraJsonB\x05\n" +
-	"\x03_id\"\xb0\x01\n" +
+	"extra_json\x18\a \x01(\tR\textraJson\x12*\n" +
+	"\x0epolicy_version\x18\b \x01(\x03H\x01R\rpolicyVersion\x88\x01\x01B\x05\n" +
+	"\x03_idB\x11\n" +
+	"\x0f_policy_version\"\xb0\x01\n" +
 	"\x16FunctionCallOutputItem\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x88\x01\x01\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x16\n" +
@@ -2216,7 +2247,7 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\x11ReasoningTextPart\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x1d\n" +
 	"\n" +
-	"extra_json\x18\x02 \x01(\tR\textraJson\"\xdd\x02\n" +
+	"extra_json\x18\x02 \x01(\tR\textraJson\"\x9c\x03\n" +
 	"\rReasoningItem\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x88\x01\x01\x126\n" +
 	"\asummary\x18\x02 \x03(\v2\x1c.gym.v1.ReasoningSummaryPartR\asummary\x123\n" +
@@ -2226,9 +2257,11 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\n" +
 	"token_data\x18\x06 \x01(\v2\x11.gym.v1.TokenDataR\ttokenData\x12\x1d\n" +
 	"\n" +
-	"extra_json\x18\a \x01(\tR\textraJsonB\x05\n" +
+	"extra_json\x18\a \x01(\tR\textraJson\x12*\n" +
+	"\x0epolicy_version\x18\b \x01(\x03H\x02R\rpolicyVersion\x88\x01\x01B\x05\n" +
 	"\x03_idB\x14\n" +
-	"\x12_encrypted_content\"\xa8\x02\n" +
+	"\x12_encrypted_contentB\x11\n" +
+	"\x0f_policy_version\"\xa8\x02\n" +
 	"\x04Item\x12/\n" +
 	"\amessage\x18\x01 \x01(\v2\x13.gym.v1.MessageItemH\x00R\amessage\x12?\n" +
 	"\rfunction_call\x18\x02 \x01(\v2\x18.gym.v1.FunctionCallItemH\x00R\ffunctionCall\x12R\n" +

@@ -86,6 +86,8 @@ const (
 	RolloutView_ROLLOUT_VIEW_BASIC RolloutView = 1
 	// Everything, token data included.
 	RolloutView_ROLLOUT_VIEW_FULL RolloutView = 2
+	// FULL plus each rollout's training view: the episode as one token sequence with its loss mask.
+	RolloutView_ROLLOUT_VIEW_TRAINING RolloutView = 3
 )
 
 // Enum value maps for RolloutView.
@@ -94,11 +96,13 @@ var (
 		0: "ROLLOUT_VIEW_UNSPECIFIED",
 		1: "ROLLOUT_VIEW_BASIC",
 		2: "ROLLOUT_VIEW_FULL",
+		3: "ROLLOUT_VIEW_TRAINING",
 	}
 	RolloutView_value = map[string]int32{
 		"ROLLOUT_VIEW_UNSPECIFIED": 0,
 		"ROLLOUT_VIEW_BASIC":       1,
 		"ROLLOUT_VIEW_FULL":        2,
+		"ROLLOUT_VIEW_TRAINING":    3,
 	}
 )
 
@@ -129,6 +133,490 @@ func (RolloutView) EnumDescriptor() ([]byte, []int) {
 	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{1}
 }
 
+// What a run of tokens in a training view is.
+type SegmentKind int32
+
+const (
+	// Not set.
+	SegmentKind_SEGMENT_KIND_UNSPECIFIED SegmentKind = 0
+	// The first turn's prompt (the task's input rendered by the model's template).
+	SegmentKind_SEGMENT_KIND_PROMPT SegmentKind = 1
+	// Tokens the policy sampled (loss mask 1).
+	SegmentKind_SEGMENT_KIND_GENERATED SegmentKind = 2
+	// Tokens between two generations that the policy did not sample: tool outputs and the chat template's own tokens.
+	SegmentKind_SEGMENT_KIND_CONTEXT SegmentKind = 3
+)
+
+// Enum value maps for SegmentKind.
+var (
+	SegmentKind_name = map[int32]string{
+		0: "SEGMENT_KIND_UNSPECIFIED",
+		1: "SEGMENT_KIND_PROMPT",
+		2: "SEGMENT_KIND_GENERATED",
+		3: "SEGMENT_KIND_CONTEXT",
+	}
+	SegmentKind_value = map[string]int32{
+		"SEGMENT_KIND_UNSPECIFIED": 0,
+		"SEGMENT_KIND_PROMPT":      1,
+		"SEGMENT_KIND_GENERATED":   2,
+		"SEGMENT_KIND_CONTEXT":     3,
+	}
+)
+
+func (x SegmentKind) Enum() *SegmentKind {
+	p := new(SegmentKind)
+	*p = x
+	return p
+}
+
+func (x SegmentKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SegmentKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_gym_v1_rollout_proto_enumTypes[2].Descriptor()
+}
+
+func (SegmentKind) Type() protoreflect.EnumType {
+	return &file_gym_v1_rollout_proto_enumTypes[2]
+}
+
+func (x SegmentKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SegmentKind.Descriptor instead.
+func (SegmentKind) EnumDescriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{2}
+}
+
+// What the server delivers for each finished rollout.
+type DeliveryMode int32
+
+const (
+	// The default: GROUP.
+	DeliveryMode_DELIVERY_MODE_UNSPECIFIED DeliveryMode = 0
+	// Each rollout as it finishes.
+	DeliveryMode_DELIVERY_MODE_ROLLOUT DeliveryMode = 1
+	// Each group in one message once all its rollouts have finished (the unit GRPO consumes).
+	DeliveryMode_DELIVERY_MODE_GROUP DeliveryMode = 2
+)
+
+// Enum value maps for DeliveryMode.
+var (
+	DeliveryMode_name = map[int32]string{
+		0: "DELIVERY_MODE_UNSPECIFIED",
+		1: "DELIVERY_MODE_ROLLOUT",
+		2: "DELIVERY_MODE_GROUP",
+	}
+	DeliveryMode_value = map[string]int32{
+		"DELIVERY_MODE_UNSPECIFIED": 0,
+		"DELIVERY_MODE_ROLLOUT":     1,
+		"DELIVERY_MODE_GROUP":       2,
+	}
+)
+
+func (x DeliveryMode) Enum() *DeliveryMode {
+	p := new(DeliveryMode)
+	*p = x
+	return p
+}
+
+func (x DeliveryMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeliveryMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_gym_v1_rollout_proto_enumTypes[3].Descriptor()
+}
+
+func (DeliveryMode) Type() protoreflect.EnumType {
+	return &file_gym_v1_rollout_proto_enumTypes[3]
+}
+
+func (x DeliveryMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeliveryMode.Descriptor instead.
+func (DeliveryMode) EnumDescriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{3}
+}
+
+// What happens to a group whose items are older than the lag bound when a new policy version is announced.
+type StalenessAction int32
+
+const (
+	// The default: CONTINUE.
+	StalenessAction_STALENESS_ACTION_UNSPECIFIED StalenessAction = 0
+	// Let it finish: items keep their own versions (partial rollout; the trainer corrects with importance weights).
+	StalenessAction_STALENESS_ACTION_CONTINUE StalenessAction = 1
+	// Cancel it (or drop it if it already finished), report `dropped`, return its credit. GROUP delivery only.
+	StalenessAction_STALENESS_ACTION_DROP StalenessAction = 2
+	// Run it again from scratch under the current version; it is delivered once. GROUP delivery only.
+	StalenessAction_STALENESS_ACTION_RESTART StalenessAction = 3
+)
+
+// Enum value maps for StalenessAction.
+var (
+	StalenessAction_name = map[int32]string{
+		0: "STALENESS_ACTION_UNSPECIFIED",
+		1: "STALENESS_ACTION_CONTINUE",
+		2: "STALENESS_ACTION_DROP",
+		3: "STALENESS_ACTION_RESTART",
+	}
+	StalenessAction_value = map[string]int32{
+		"STALENESS_ACTION_UNSPECIFIED": 0,
+		"STALENESS_ACTION_CONTINUE":    1,
+		"STALENESS_ACTION_DROP":        2,
+		"STALENESS_ACTION_RESTART":     3,
+	}
+)
+
+func (x StalenessAction) Enum() *StalenessAction {
+	p := new(StalenessAction)
+	*p = x
+	return p
+}
+
+func (x StalenessAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StalenessAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_gym_v1_rollout_proto_enumTypes[4].Descriptor()
+}
+
+func (StalenessAction) Type() protoreflect.EnumType {
+	return &file_gym_v1_rollout_proto_enumTypes[4]
+}
+
+func (x StalenessAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StalenessAction.Descriptor instead.
+func (StalenessAction) EnumDescriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{4}
+}
+
+// Why a group was dropped.
+type DropReason int32
+
+const (
+	// Not set.
+	DropReason_DROP_REASON_UNSPECIFIED DropReason = 0
+	// Older than the lag bound allows (staleness DROP, or RESTART after too many restarts).
+	DropReason_DROP_REASON_STALE DropReason = 1
+	// All rewards equal (drop_uniform_groups).
+	DropReason_DROP_REASON_UNIFORM DropReason = 2
+	// The trainer cancelled its task.
+	DropReason_DROP_REASON_CANCELLED DropReason = 3
+)
+
+// Enum value maps for DropReason.
+var (
+	DropReason_name = map[int32]string{
+		0: "DROP_REASON_UNSPECIFIED",
+		1: "DROP_REASON_STALE",
+		2: "DROP_REASON_UNIFORM",
+		3: "DROP_REASON_CANCELLED",
+	}
+	DropReason_value = map[string]int32{
+		"DROP_REASON_UNSPECIFIED": 0,
+		"DROP_REASON_STALE":       1,
+		"DROP_REASON_UNIFORM":     2,
+		"DROP_REASON_CANCELLED":   3,
+	}
+)
+
+func (x DropReason) Enum() *DropReason {
+	p := new(DropReason)
+	*p = x
+	return p
+}
+
+func (x DropReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DropReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_gym_v1_rollout_proto_enumTypes[5].Descriptor()
+}
+
+func (DropReason) Type() protoreflect.EnumType {
+	return &file_gym_v1_rollout_proto_enumTypes[5]
+}
+
+func (x DropReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DropReason.Descriptor instead.
+func (DropReason) EnumDescriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{5}
+}
+
+// One run of tokens of a training view: token_ids[start:end].
+type TrainingSegment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the tokens are.
+	Kind SegmentKind `protobuf:"varint,1,opt,name=kind,proto3,enum=gym.v1.SegmentKind" json:"kind,omitempty"`
+	// First token index (inclusive).
+	Start int32 `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
+	// Last token index (exclusive).
+	End int32 `protobuf:"varint,3,opt,name=end,proto3" json:"end,omitempty"`
+	// The model turn (0-based) this segment belongs to: a turn's CONTEXT (or PROMPT) precedes its GENERATED tokens.
+	Turn int32 `protobuf:"varint,4,opt,name=turn,proto3" json:"turn,omitempty"`
+	// The policy version that generated the tokens (GENERATED segments), when known.
+	PolicyVersion *int64 `protobuf:"varint,5,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrainingSegment) Reset() {
+	*x = TrainingSegment{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainingSegment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainingSegment) ProtoMessage() {}
+
+func (x *TrainingSegment) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainingSegment.ProtoReflect.Descriptor instead.
+func (*TrainingSegment) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TrainingSegment) GetKind() SegmentKind {
+	if x != nil {
+		return x.Kind
+	}
+	return SegmentKind_SEGMENT_KIND_UNSPECIFIED
+}
+
+func (x *TrainingSegment) GetStart() int32 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *TrainingSegment) GetEnd() int32 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
+func (x *TrainingSegment) GetTurn() int32 {
+	if x != nil {
+		return x.Turn
+	}
+	return 0
+}
+
+func (x *TrainingSegment) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
+}
+
+// Turn k+1's prompt did not begin with turn k's prompt followed by its generation (a chat template that re-renders
+// earlier turns differently, a tokenizer that merges across the boundary, ...).
+type PrefixViolation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The turn whose prompt broke the prefix (>= 1).
+	Turn int32 `protobuf:"varint,1,opt,name=turn,proto3" json:"turn,omitempty"`
+	// The first token position where the prompt differs from the sequence so far.
+	Position int32 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// The token the sequence so far has at that position.
+	ExpectedToken int32 `protobuf:"varint,3,opt,name=expected_token,json=expectedToken,proto3" json:"expected_token,omitempty"`
+	// The token the new prompt has at that position; -1 when the prompt ended there.
+	ActualToken   int32 `protobuf:"varint,4,opt,name=actual_token,json=actualToken,proto3" json:"actual_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrefixViolation) Reset() {
+	*x = PrefixViolation{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrefixViolation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrefixViolation) ProtoMessage() {}
+
+func (x *PrefixViolation) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrefixViolation.ProtoReflect.Descriptor instead.
+func (*PrefixViolation) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PrefixViolation) GetTurn() int32 {
+	if x != nil {
+		return x.Turn
+	}
+	return 0
+}
+
+func (x *PrefixViolation) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *PrefixViolation) GetExpectedToken() int32 {
+	if x != nil {
+		return x.ExpectedToken
+	}
+	return 0
+}
+
+func (x *PrefixViolation) GetActualToken() int32 {
+	if x != nil {
+		return x.ActualToken
+	}
+	return 0
+}
+
+// The whole episode as one token sequence, for trainers that bring their own loss: the first prompt, each generated
+// segment and the tokens between them, exactly as the model saw and produced them. Built on the server from each
+// turn's token data. On a prefix violation the view holds no tokens, only `prefix_violation` (never a spliced guess):
+// the rollout is still scored, and trainers exclude it from the loss.
+type TrainingView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token ids, in order.
+	TokenIds []int32 `protobuf:"varint,1,rep,packed,name=token_ids,json=tokenIds,proto3" json:"token_ids,omitempty"`
+	// 1 exactly on the tokens the policy generated, 0 elsewhere; 1:1 with token_ids.
+	LossMask []int32 `protobuf:"varint,2,rep,packed,name=loss_mask,json=lossMask,proto3" json:"loss_mask,omitempty"`
+	// The log-probability of each generated token under the sampling policy; 0 where loss_mask is 0. 1:1 with
+	// token_ids.
+	Logprobs []float32 `protobuf:"fixed32,3,rep,packed,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// The runs of tokens, in order, covering token_ids.
+	Segments []*TrainingSegment `protobuf:"bytes,4,rep,name=segments,proto3" json:"segments,omitempty"`
+	// The length of the first prompt (token_ids[:prompt_length] is the prompt; the rest is the "completion").
+	PromptLength int32 `protobuf:"varint,5,opt,name=prompt_length,json=promptLength,proto3" json:"prompt_length,omitempty"`
+	// Set when the turns' token data broke the prefix property; the view then holds no tokens.
+	PrefixViolation *PrefixViolation `protobuf:"bytes,6,opt,name=prefix_violation,json=prefixViolation,proto3" json:"prefix_violation,omitempty"`
+	// Why no view could be built although one was asked for ("no token data on turn 2", ...); empty otherwise.
+	UnavailableReason string `protobuf:"bytes,7,opt,name=unavailable_reason,json=unavailableReason,proto3" json:"unavailable_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TrainingView) Reset() {
+	*x = TrainingView{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainingView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainingView) ProtoMessage() {}
+
+func (x *TrainingView) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainingView.ProtoReflect.Descriptor instead.
+func (*TrainingView) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TrainingView) GetTokenIds() []int32 {
+	if x != nil {
+		return x.TokenIds
+	}
+	return nil
+}
+
+func (x *TrainingView) GetLossMask() []int32 {
+	if x != nil {
+		return x.LossMask
+	}
+	return nil
+}
+
+func (x *TrainingView) GetLogprobs() []float32 {
+	if x != nil {
+		return x.Logprobs
+	}
+	return nil
+}
+
+func (x *TrainingView) GetSegments() []*TrainingSegment {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
+}
+
+func (x *TrainingView) GetPromptLength() int32 {
+	if x != nil {
+		return x.PromptLength
+	}
+	return 0
+}
+
+func (x *TrainingView) GetPrefixViolation() *PrefixViolation {
+	if x != nil {
+		return x.PrefixViolation
+	}
+	return nil
+}
+
+func (x *TrainingView) GetUnavailableReason() string {
+	if x != nil {
+		return x.UnavailableReason
+	}
+	return ""
+}
+
 // Sampling parameters that override those of every task's responses_create_params.
 type SamplingParams struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -146,7 +634,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[0]
+	mi := &file_gym_v1_rollout_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +646,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[0]
+	mi := &file_gym_v1_rollout_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +659,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{0}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SamplingParams) GetTemperature() float64 {
@@ -221,7 +709,7 @@ type RolloutTiming struct {
 
 func (x *RolloutTiming) Reset() {
 	*x = RolloutTiming{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[1]
+	mi := &file_gym_v1_rollout_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +721,7 @@ func (x *RolloutTiming) String() string {
 func (*RolloutTiming) ProtoMessage() {}
 
 func (x *RolloutTiming) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[1]
+	mi := &file_gym_v1_rollout_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +734,7 @@ func (x *RolloutTiming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutTiming.ProtoReflect.Descriptor instead.
 func (*RolloutTiming) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{1}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RolloutTiming) GetStartedAt() *timestamppb.Timestamp {
@@ -305,7 +793,7 @@ type RolloutStats struct {
 
 func (x *RolloutStats) Reset() {
 	*x = RolloutStats{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[2]
+	mi := &file_gym_v1_rollout_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +805,7 @@ func (x *RolloutStats) String() string {
 func (*RolloutStats) ProtoMessage() {}
 
 func (x *RolloutStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[2]
+	mi := &file_gym_v1_rollout_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +818,7 @@ func (x *RolloutStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStats.ProtoReflect.Descriptor instead.
 func (*RolloutStats) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{2}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RolloutStats) GetModelCalls() int32 {
@@ -410,14 +898,22 @@ type Rollout struct {
 	// The kind of failure; UNSPECIFIED on success.
 	FailureKind FailureKind `protobuf:"varint,15,opt,name=failure_kind,json=failureKind,proto3,enum=gym.v1.FailureKind" json:"failure_kind,omitempty"`
 	// The most attempts any one step needed (1 when nothing was retried); on a failure, the failing step's attempts.
-	Attempts      int32 `protobuf:"varint,16,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts int32 `protobuf:"varint,16,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The trainer's key of the task (StreamRollouts); empty for CollectRollouts.
+	TaskKey string `protobuf:"bytes,17,opt,name=task_key,json=taskKey,proto3" json:"task_key,omitempty"`
+	// The oldest policy version of any generated item, when the items carry versions.
+	MinPolicyVersion *int64 `protobuf:"varint,18,opt,name=min_policy_version,json=minPolicyVersion,proto3,oneof" json:"min_policy_version,omitempty"`
+	// The newest policy version of any generated item, when the items carry versions.
+	MaxPolicyVersion *int64 `protobuf:"varint,19,opt,name=max_policy_version,json=maxPolicyVersion,proto3,oneof" json:"max_policy_version,omitempty"`
+	// The episode as one token sequence (view ROLLOUT_VIEW_TRAINING only).
+	TrainingView  *TrainingView `protobuf:"bytes,20,opt,name=training_view,json=trainingView,proto3" json:"training_view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[3]
+	mi := &file_gym_v1_rollout_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +925,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[3]
+	mi := &file_gym_v1_rollout_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +938,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{3}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Rollout) GetRolloutId() string {
@@ -557,6 +1053,34 @@ func (x *Rollout) GetAttempts() int32 {
 	return 0
 }
 
+func (x *Rollout) GetTaskKey() string {
+	if x != nil {
+		return x.TaskKey
+	}
+	return ""
+}
+
+func (x *Rollout) GetMinPolicyVersion() int64 {
+	if x != nil && x.MinPolicyVersion != nil {
+		return *x.MinPolicyVersion
+	}
+	return 0
+}
+
+func (x *Rollout) GetMaxPolicyVersion() int64 {
+	if x != nil && x.MaxPolicyVersion != nil {
+		return *x.MaxPolicyVersion
+	}
+	return 0
+}
+
+func (x *Rollout) GetTrainingView() *TrainingView {
+	if x != nil {
+		return x.TrainingView
+	}
+	return nil
+}
+
 // A list of tasks (a wrapper, so inline tasks can sit in a oneof).
 type TaskList struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -568,7 +1092,7 @@ type TaskList struct {
 
 func (x *TaskList) Reset() {
 	*x = TaskList{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[4]
+	mi := &file_gym_v1_rollout_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +1104,7 @@ func (x *TaskList) String() string {
 func (*TaskList) ProtoMessage() {}
 
 func (x *TaskList) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[4]
+	mi := &file_gym_v1_rollout_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +1117,7 @@ func (x *TaskList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskList.ProtoReflect.Descriptor instead.
 func (*TaskList) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{4}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskList) GetTasks() []*Task {
@@ -637,7 +1161,7 @@ type CollectRolloutsRequest struct {
 
 func (x *CollectRolloutsRequest) Reset() {
 	*x = CollectRolloutsRequest{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[5]
+	mi := &file_gym_v1_rollout_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +1173,7 @@ func (x *CollectRolloutsRequest) String() string {
 func (*CollectRolloutsRequest) ProtoMessage() {}
 
 func (x *CollectRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[5]
+	mi := &file_gym_v1_rollout_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +1186,7 @@ func (x *CollectRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*CollectRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{5}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CollectRolloutsRequest) GetAgent() string {
@@ -788,7 +1312,7 @@ type CollectionStarted struct {
 
 func (x *CollectionStarted) Reset() {
 	*x = CollectionStarted{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[6]
+	mi := &file_gym_v1_rollout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +1324,7 @@ func (x *CollectionStarted) String() string {
 func (*CollectionStarted) ProtoMessage() {}
 
 func (x *CollectionStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[6]
+	mi := &file_gym_v1_rollout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +1337,7 @@ func (x *CollectionStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectionStarted.ProtoReflect.Descriptor instead.
 func (*CollectionStarted) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{6}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CollectionStarted) GetCollectionId() string {
@@ -863,7 +1387,7 @@ type GroupComplete struct {
 
 func (x *GroupComplete) Reset() {
 	*x = GroupComplete{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[7]
+	mi := &file_gym_v1_rollout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1399,7 @@ func (x *GroupComplete) String() string {
 func (*GroupComplete) ProtoMessage() {}
 
 func (x *GroupComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[7]
+	mi := &file_gym_v1_rollout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1412,7 @@ func (x *GroupComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupComplete.ProtoReflect.Descriptor instead.
 func (*GroupComplete) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{7}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GroupComplete) GetGroupId() string {
@@ -939,7 +1463,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[8]
+	mi := &file_gym_v1_rollout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1475,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[8]
+	mi := &file_gym_v1_rollout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1488,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{8}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Heartbeat) GetCompleted() int32 {
@@ -1000,7 +1524,7 @@ type MetricStats struct {
 
 func (x *MetricStats) Reset() {
 	*x = MetricStats{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[9]
+	mi := &file_gym_v1_rollout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1536,7 @@ func (x *MetricStats) String() string {
 func (*MetricStats) ProtoMessage() {}
 
 func (x *MetricStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[9]
+	mi := &file_gym_v1_rollout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1549,7 @@ func (x *MetricStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricStats.ProtoReflect.Descriptor instead.
 func (*MetricStats) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{9}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MetricStats) GetCount() int32 {
@@ -1082,7 +1606,7 @@ type CollectionSummary struct {
 
 func (x *CollectionSummary) Reset() {
 	*x = CollectionSummary{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[10]
+	mi := &file_gym_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1618,7 @@ func (x *CollectionSummary) String() string {
 func (*CollectionSummary) ProtoMessage() {}
 
 func (x *CollectionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[10]
+	mi := &file_gym_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1631,7 @@ func (x *CollectionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectionSummary.ProtoReflect.Descriptor instead.
 func (*CollectionSummary) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{10}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CollectionSummary) GetSucceeded() int32 {
@@ -1164,7 +1688,7 @@ type CollectRolloutsResponse struct {
 
 func (x *CollectRolloutsResponse) Reset() {
 	*x = CollectRolloutsResponse{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[11]
+	mi := &file_gym_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1700,7 @@ func (x *CollectRolloutsResponse) String() string {
 func (*CollectRolloutsResponse) ProtoMessage() {}
 
 func (x *CollectRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[11]
+	mi := &file_gym_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1713,7 @@ func (x *CollectRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*CollectRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{11}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CollectRolloutsResponse) GetEvent() isCollectRolloutsResponse_Event {
@@ -1283,11 +1807,1366 @@ func (*CollectRolloutsResponse_Heartbeat) isCollectRolloutsResponse_Event() {}
 
 func (*CollectRolloutsResponse_Summary) isCollectRolloutsResponse_Event() {}
 
+// How stale data is handled.
+type StalenessPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A group is stale when one of its items has a version older than (announced version - max_policy_lag). Absent:
+	// no bound (versions are only tagged).
+	MaxPolicyLag *int64 `protobuf:"varint,1,opt,name=max_policy_lag,json=maxPolicyLag,proto3,oneof" json:"max_policy_lag,omitempty"`
+	// What to do with a stale group.
+	Action        StalenessAction `protobuf:"varint,2,opt,name=action,proto3,enum=gym.v1.StalenessAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StalenessPolicy) Reset() {
+	*x = StalenessPolicy{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StalenessPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StalenessPolicy) ProtoMessage() {}
+
+func (x *StalenessPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StalenessPolicy.ProtoReflect.Descriptor instead.
+func (*StalenessPolicy) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StalenessPolicy) GetMaxPolicyLag() int64 {
+	if x != nil && x.MaxPolicyLag != nil {
+		return *x.MaxPolicyLag
+	}
+	return 0
+}
+
+func (x *StalenessPolicy) GetAction() StalenessAction {
+	if x != nil {
+		return x.Action
+	}
+	return StalenessAction_STALENESS_ACTION_UNSPECIFIED
+}
+
+// The first trainer message: what to run and how to deliver it.
+type StreamOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agent instance name.
+	Agent string `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	// Rollouts per task (the group size); 0 means 1.
+	NumRepeats int32 `protobuf:"varint,2,opt,name=num_repeats,json=numRepeats,proto3" json:"num_repeats,omitempty"`
+	// Sampling overrides applied to every task.
+	Sampling *SamplingParams `protobuf:"bytes,3,opt,name=sampling,proto3" json:"sampling,omitempty"`
+	// Per-rollout timeout in seconds; absent means the server default.
+	RolloutTimeoutSeconds *float64 `protobuf:"fixed64,4,opt,name=rollout_timeout_seconds,json=rolloutTimeoutSeconds,proto3,oneof" json:"rollout_timeout_seconds,omitempty"`
+	// How much of each rollout to send (TRAINING adds the token training view).
+	View RolloutView `protobuf:"varint,5,opt,name=view,proto3,enum=gym.v1.RolloutView" json:"view,omitempty"`
+	// The most groups running at once, on top of the credit bound; 0 means no bound beyond credits (capped by the
+	// server's max_in_flight in rollouts).
+	MaxGroupsRunning int32 `protobuf:"varint,6,opt,name=max_groups_running,json=maxGroupsRunning,proto3" json:"max_groups_running,omitempty"`
+	// Staleness handling.
+	Staleness *StalenessPolicy `protobuf:"bytes,7,opt,name=staleness,proto3" json:"staleness,omitempty"`
+	// ROLLOUT or GROUP delivery.
+	Delivery DeliveryMode `protobuf:"varint,8,opt,name=delivery,proto3,enum=gym.v1.DeliveryMode" json:"delivery,omitempty"`
+	// Drop groups whose rollouts all succeeded with equal rewards (no GRPO signal): report `dropped` and return the
+	// credit (DAPO's dynamic sampling). GROUP delivery only.
+	DropUniformGroups bool `protobuf:"varint,9,opt,name=drop_uniform_groups,json=dropUniformGroups,proto3" json:"drop_uniform_groups,omitempty"`
+	// Seconds of stream silence after which the server sends a heartbeat; absent means the server default.
+	HeartbeatIntervalSeconds *float64 `protobuf:"fixed64,10,opt,name=heartbeat_interval_seconds,json=heartbeatIntervalSeconds,proto3,oneof" json:"heartbeat_interval_seconds,omitempty"`
+	// Re-attach to a stream opened earlier (the token from its StreamOpened); every other field is then ignored.
+	ResumeToken string `protobuf:"bytes,11,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// The policy version in force from the start; absent means no version.
+	PolicyVersion *int64 `protobuf:"varint,12,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamOpen) Reset() {
+	*x = StreamOpen{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOpen) ProtoMessage() {}
+
+func (x *StreamOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOpen.ProtoReflect.Descriptor instead.
+func (*StreamOpen) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StreamOpen) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *StreamOpen) GetNumRepeats() int32 {
+	if x != nil {
+		return x.NumRepeats
+	}
+	return 0
+}
+
+func (x *StreamOpen) GetSampling() *SamplingParams {
+	if x != nil {
+		return x.Sampling
+	}
+	return nil
+}
+
+func (x *StreamOpen) GetRolloutTimeoutSeconds() float64 {
+	if x != nil && x.RolloutTimeoutSeconds != nil {
+		return *x.RolloutTimeoutSeconds
+	}
+	return 0
+}
+
+func (x *StreamOpen) GetView() RolloutView {
+	if x != nil {
+		return x.View
+	}
+	return RolloutView_ROLLOUT_VIEW_UNSPECIFIED
+}
+
+func (x *StreamOpen) GetMaxGroupsRunning() int32 {
+	if x != nil {
+		return x.MaxGroupsRunning
+	}
+	return 0
+}
+
+func (x *StreamOpen) GetStaleness() *StalenessPolicy {
+	if x != nil {
+		return x.Staleness
+	}
+	return nil
+}
+
+func (x *StreamOpen) GetDelivery() DeliveryMode {
+	if x != nil {
+		return x.Delivery
+	}
+	return DeliveryMode_DELIVERY_MODE_UNSPECIFIED
+}
+
+func (x *StreamOpen) GetDropUniformGroups() bool {
+	if x != nil {
+		return x.DropUniformGroups
+	}
+	return false
+}
+
+func (x *StreamOpen) GetHeartbeatIntervalSeconds() float64 {
+	if x != nil && x.HeartbeatIntervalSeconds != nil {
+		return *x.HeartbeatIntervalSeconds
+	}
+	return 0
+}
+
+func (x *StreamOpen) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+func (x *StreamOpen) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
+}
+
+// One task of a stream.
+type KeyedTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The trainer's key, unique in the stream; rollouts and groups carry it back.
+	TaskKey string `protobuf:"bytes,1,opt,name=task_key,json=taskKey,proto3" json:"task_key,omitempty"`
+	// The task.
+	Task          *Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyedTask) Reset() {
+	*x = KeyedTask{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyedTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyedTask) ProtoMessage() {}
+
+func (x *KeyedTask) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyedTask.ProtoReflect.Descriptor instead.
+func (*KeyedTask) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *KeyedTask) GetTaskKey() string {
+	if x != nil {
+		return x.TaskKey
+	}
+	return ""
+}
+
+func (x *KeyedTask) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+// Tasks appended to the stream's queue.
+type StreamTasks struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tasks, run in the order they arrive (as credits allow).
+	Tasks         []*KeyedTask `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamTasks) Reset() {
+	*x = StreamTasks{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamTasks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamTasks) ProtoMessage() {}
+
+func (x *StreamTasks) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamTasks.ProtoReflect.Descriptor instead.
+func (*StreamTasks) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *StreamTasks) GetTasks() []*KeyedTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+// More credits: each lets the server start one more group.
+type StreamCredit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Groups to add (> 0).
+	Groups        int32 `protobuf:"varint,1,opt,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCredit) Reset() {
+	*x = StreamCredit{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCredit) ProtoMessage() {}
+
+func (x *StreamCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCredit.ProtoReflect.Descriptor instead.
+func (*StreamCredit) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StreamCredit) GetGroups() int32 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
+// A new policy version.
+type StreamPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version (>= the previous one). Model calls that start after this message are stamped with it.
+	Version       int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamPolicy) Reset() {
+	*x = StreamPolicy{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamPolicy) ProtoMessage() {}
+
+func (x *StreamPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamPolicy.ProtoReflect.Descriptor instead.
+func (*StreamPolicy) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StreamPolicy) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// Ids the trainer has durably consumed: they are no longer kept for a resume.
+type StreamAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rollout ids (ROLLOUT delivery) or group ids (GROUP delivery).
+	Ids           []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamAck) Reset() {
+	*x = StreamAck{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamAck) ProtoMessage() {}
+
+func (x *StreamAck) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamAck.ProtoReflect.Descriptor instead.
+func (*StreamAck) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StreamAck) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// Tasks to cancel: queued ones are removed, running ones cancelled (sessions closed), credits returned.
+type StreamCancel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task keys.
+	TaskKeys      []string `protobuf:"bytes,1,rep,name=task_keys,json=taskKeys,proto3" json:"task_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCancel) Reset() {
+	*x = StreamCancel{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCancel) ProtoMessage() {}
+
+func (x *StreamCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCancel.ProtoReflect.Descriptor instead.
+func (*StreamCancel) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StreamCancel) GetTaskKeys() []string {
+	if x != nil {
+		return x.TaskKeys
+	}
+	return nil
+}
+
+// One trainer message of StreamRollouts. Half-closing the request stream means: finish what was admitted, then send
+// the summary and end with OK.
+type StreamRolloutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message.
+	//
+	// Types that are valid to be assigned to Message:
+	//
+	//	*StreamRolloutsRequest_Open
+	//	*StreamRolloutsRequest_Tasks
+	//	*StreamRolloutsRequest_Credit
+	//	*StreamRolloutsRequest_Policy
+	//	*StreamRolloutsRequest_Ack
+	//	*StreamRolloutsRequest_Cancel
+	Message       isStreamRolloutsRequest_Message `protobuf_oneof:"message"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRolloutsRequest) Reset() {
+	*x = StreamRolloutsRequest{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRolloutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRolloutsRequest) ProtoMessage() {}
+
+func (x *StreamRolloutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRolloutsRequest.ProtoReflect.Descriptor instead.
+func (*StreamRolloutsRequest) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StreamRolloutsRequest) GetMessage() isStreamRolloutsRequest_Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *StreamRolloutsRequest) GetOpen() *StreamOpen {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsRequest) GetTasks() *StreamTasks {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsRequest_Tasks); ok {
+			return x.Tasks
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsRequest) GetCredit() *StreamCredit {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsRequest_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsRequest) GetPolicy() *StreamPolicy {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsRequest_Policy); ok {
+			return x.Policy
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsRequest) GetAck() *StreamAck {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsRequest_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsRequest) GetCancel() *StreamCancel {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isStreamRolloutsRequest_Message interface {
+	isStreamRolloutsRequest_Message()
+}
+
+type StreamRolloutsRequest_Open struct {
+	// The first message, exactly once.
+	Open *StreamOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type StreamRolloutsRequest_Tasks struct {
+	// Append tasks.
+	Tasks *StreamTasks `protobuf:"bytes,2,opt,name=tasks,proto3,oneof"`
+}
+
+type StreamRolloutsRequest_Credit struct {
+	// Grant credits.
+	Credit *StreamCredit `protobuf:"bytes,3,opt,name=credit,proto3,oneof"`
+}
+
+type StreamRolloutsRequest_Policy struct {
+	// Announce a policy version.
+	Policy *StreamPolicy `protobuf:"bytes,4,opt,name=policy,proto3,oneof"`
+}
+
+type StreamRolloutsRequest_Ack struct {
+	// Acknowledge delivered rollouts or groups.
+	Ack *StreamAck `protobuf:"bytes,5,opt,name=ack,proto3,oneof"`
+}
+
+type StreamRolloutsRequest_Cancel struct {
+	// Cancel tasks.
+	Cancel *StreamCancel `protobuf:"bytes,6,opt,name=cancel,proto3,oneof"`
+}
+
+func (*StreamRolloutsRequest_Open) isStreamRolloutsRequest_Message() {}
+
+func (*StreamRolloutsRequest_Tasks) isStreamRolloutsRequest_Message() {}
+
+func (*StreamRolloutsRequest_Credit) isStreamRolloutsRequest_Message() {}
+
+func (*StreamRolloutsRequest_Policy) isStreamRolloutsRequest_Message() {}
+
+func (*StreamRolloutsRequest_Ack) isStreamRolloutsRequest_Message() {}
+
+func (*StreamRolloutsRequest_Cancel) isStreamRolloutsRequest_Message() {}
+
+// The server's answer to `open`.
+type StreamOpened struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream id.
+	StreamId string `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// Re-open with this token after a lost connection to get the unacknowledged results again (secret).
+	ResumeToken string `protobuf:"bytes,2,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// True when this answers a resume: unacknowledged results follow, then the stream goes on.
+	Resumed bool `protobuf:"varint,3,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	// The policy version in force, when one was announced.
+	PolicyVersion *int64 `protobuf:"varint,4,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamOpened) Reset() {
+	*x = StreamOpened{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOpened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOpened) ProtoMessage() {}
+
+func (x *StreamOpened) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOpened.ProtoReflect.Descriptor instead.
+func (*StreamOpened) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StreamOpened) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *StreamOpened) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+func (x *StreamOpened) GetResumed() bool {
+	if x != nil {
+		return x.Resumed
+	}
+	return false
+}
+
+func (x *StreamOpened) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
+}
+
+// A whole group (GROUP delivery).
+type RolloutGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group id.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The trainer's task key.
+	TaskKey string `protobuf:"bytes,2,opt,name=task_key,json=taskKey,proto3" json:"task_key,omitempty"`
+	// Its rollouts, by rollout index (failed ones included: failures are data).
+	Rollouts []*Rollout `protobuf:"bytes,3,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// How many times the group was run again from scratch (RESTART staleness).
+	Restarts      int32 `protobuf:"varint,4,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutGroup) Reset() {
+	*x = RolloutGroup{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutGroup) ProtoMessage() {}
+
+func (x *RolloutGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutGroup.ProtoReflect.Descriptor instead.
+func (*RolloutGroup) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RolloutGroup) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *RolloutGroup) GetTaskKey() string {
+	if x != nil {
+		return x.TaskKey
+	}
+	return ""
+}
+
+func (x *RolloutGroup) GetRollouts() []*Rollout {
+	if x != nil {
+		return x.Rollouts
+	}
+	return nil
+}
+
+func (x *RolloutGroup) GetRestarts() int32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+// A group the server will not deliver.
+type GroupDropped struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group id.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The trainer's task key.
+	TaskKey string `protobuf:"bytes,2,opt,name=task_key,json=taskKey,proto3" json:"task_key,omitempty"`
+	// Why.
+	Reason DropReason `protobuf:"varint,3,opt,name=reason,proto3,enum=gym.v1.DropReason" json:"reason,omitempty"`
+	// The oldest policy version among its items, when any.
+	MinPolicyVersion *int64 `protobuf:"varint,4,opt,name=min_policy_version,json=minPolicyVersion,proto3,oneof" json:"min_policy_version,omitempty"`
+	// The newest policy version among its items, when any.
+	MaxPolicyVersion *int64 `protobuf:"varint,5,opt,name=max_policy_version,json=maxPolicyVersion,proto3,oneof" json:"max_policy_version,omitempty"`
+	// Credits returned to the trainer by this drop (1, or 0 when the group had not started).
+	CreditReturned int32 `protobuf:"varint,6,opt,name=credit_returned,json=creditReturned,proto3" json:"credit_returned,omitempty"`
+	// The rewards of its succeeded rollouts (UNIFORM: all equal).
+	Rewards []float64 `protobuf:"fixed64,7,rep,packed,name=rewards,proto3" json:"rewards,omitempty"`
+	// Human-readable detail.
+	Message       string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupDropped) Reset() {
+	*x = GroupDropped{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupDropped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupDropped) ProtoMessage() {}
+
+func (x *GroupDropped) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupDropped.ProtoReflect.Descriptor instead.
+func (*GroupDropped) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GroupDropped) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *GroupDropped) GetTaskKey() string {
+	if x != nil {
+		return x.TaskKey
+	}
+	return ""
+}
+
+func (x *GroupDropped) GetReason() DropReason {
+	if x != nil {
+		return x.Reason
+	}
+	return DropReason_DROP_REASON_UNSPECIFIED
+}
+
+func (x *GroupDropped) GetMinPolicyVersion() int64 {
+	if x != nil && x.MinPolicyVersion != nil {
+		return *x.MinPolicyVersion
+	}
+	return 0
+}
+
+func (x *GroupDropped) GetMaxPolicyVersion() int64 {
+	if x != nil && x.MaxPolicyVersion != nil {
+		return *x.MaxPolicyVersion
+	}
+	return 0
+}
+
+func (x *GroupDropped) GetCreditReturned() int32 {
+	if x != nil {
+		return x.CreditReturned
+	}
+	return 0
+}
+
+func (x *GroupDropped) GetRewards() []float64 {
+	if x != nil {
+		return x.Rewards
+	}
+	return nil
+}
+
+func (x *GroupDropped) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// The stream's state, sent when it was idle.
+type StreamHeartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Credits granted and not yet used by a started group.
+	CreditsAvailable int32 `protobuf:"varint,1,opt,name=credits_available,json=creditsAvailable,proto3" json:"credits_available,omitempty"`
+	// Groups started and not yet delivered or dropped.
+	GroupsRunning int32 `protobuf:"varint,2,opt,name=groups_running,json=groupsRunning,proto3" json:"groups_running,omitempty"`
+	// Tasks waiting for a credit.
+	QueuedTasks int32 `protobuf:"varint,3,opt,name=queued_tasks,json=queuedTasks,proto3" json:"queued_tasks,omitempty"`
+	// The policy version in force, when one was announced.
+	PolicyVersion *int64 `protobuf:"varint,4,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
+	// Rollouts running now.
+	RolloutsRunning int32 `protobuf:"varint,5,opt,name=rollouts_running,json=rolloutsRunning,proto3" json:"rollouts_running,omitempty"`
+	// Delivered results not yet acknowledged.
+	Unacked       int32 `protobuf:"varint,6,opt,name=unacked,proto3" json:"unacked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamHeartbeat) Reset() {
+	*x = StreamHeartbeat{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamHeartbeat) ProtoMessage() {}
+
+func (x *StreamHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamHeartbeat.ProtoReflect.Descriptor instead.
+func (*StreamHeartbeat) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StreamHeartbeat) GetCreditsAvailable() int32 {
+	if x != nil {
+		return x.CreditsAvailable
+	}
+	return 0
+}
+
+func (x *StreamHeartbeat) GetGroupsRunning() int32 {
+	if x != nil {
+		return x.GroupsRunning
+	}
+	return 0
+}
+
+func (x *StreamHeartbeat) GetQueuedTasks() int32 {
+	if x != nil {
+		return x.QueuedTasks
+	}
+	return 0
+}
+
+func (x *StreamHeartbeat) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *StreamHeartbeat) GetRolloutsRunning() int32 {
+	if x != nil {
+		return x.RolloutsRunning
+	}
+	return 0
+}
+
+func (x *StreamHeartbeat) GetUnacked() int32 {
+	if x != nil {
+		return x.Unacked
+	}
+	return 0
+}
+
+// The last server message; the stream then ends with OK.
+type StreamSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rollouts delivered that produced a reward.
+	Succeeded int32 `protobuf:"varint,1,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// Rollouts delivered that failed.
+	Failed int32 `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Groups delivered.
+	GroupsDelivered int32 `protobuf:"varint,3,opt,name=groups_delivered,json=groupsDelivered,proto3" json:"groups_delivered,omitempty"`
+	// Groups dropped (any reason).
+	GroupsDropped int32 `protobuf:"varint,4,opt,name=groups_dropped,json=groupsDropped,proto3" json:"groups_dropped,omitempty"`
+	// Groups run again from scratch (RESTART).
+	GroupsRestarted int32 `protobuf:"varint,5,opt,name=groups_restarted,json=groupsRestarted,proto3" json:"groups_restarted,omitempty"`
+	// Tasks never started (no credit before the half-close).
+	TasksNotStarted int32 `protobuf:"varint,6,opt,name=tasks_not_started,json=tasksNotStarted,proto3" json:"tasks_not_started,omitempty"`
+	// Aggregates of "reward" and of every numeric or boolean metric over the delivered rollouts.
+	Metrics map[string]*MetricStats `protobuf:"bytes,7,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Seconds from open to summary.
+	DurationSeconds float64 `protobuf:"fixed64,8,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	// The most groups that ran at once (never more than the credits granted).
+	PeakGroupsRunning int32 `protobuf:"varint,9,opt,name=peak_groups_running,json=peakGroupsRunning,proto3" json:"peak_groups_running,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *StreamSummary) Reset() {
+	*x = StreamSummary{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSummary) ProtoMessage() {}
+
+func (x *StreamSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSummary.ProtoReflect.Descriptor instead.
+func (*StreamSummary) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *StreamSummary) GetSucceeded() int32 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *StreamSummary) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *StreamSummary) GetGroupsDelivered() int32 {
+	if x != nil {
+		return x.GroupsDelivered
+	}
+	return 0
+}
+
+func (x *StreamSummary) GetGroupsDropped() int32 {
+	if x != nil {
+		return x.GroupsDropped
+	}
+	return 0
+}
+
+func (x *StreamSummary) GetGroupsRestarted() int32 {
+	if x != nil {
+		return x.GroupsRestarted
+	}
+	return 0
+}
+
+func (x *StreamSummary) GetTasksNotStarted() int32 {
+	if x != nil {
+		return x.TasksNotStarted
+	}
+	return 0
+}
+
+func (x *StreamSummary) GetMetrics() map[string]*MetricStats {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *StreamSummary) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *StreamSummary) GetPeakGroupsRunning() int32 {
+	if x != nil {
+		return x.PeakGroupsRunning
+	}
+	return 0
+}
+
+// One server message of StreamRollouts.
+type StreamRolloutsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message.
+	//
+	// Types that are valid to be assigned to Message:
+	//
+	//	*StreamRolloutsResponse_Opened
+	//	*StreamRolloutsResponse_Rollout
+	//	*StreamRolloutsResponse_Group
+	//	*StreamRolloutsResponse_Dropped
+	//	*StreamRolloutsResponse_Heartbeat
+	//	*StreamRolloutsResponse_Summary
+	//	*StreamRolloutsResponse_Error
+	Message       isStreamRolloutsResponse_Message `protobuf_oneof:"message"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRolloutsResponse) Reset() {
+	*x = StreamRolloutsResponse{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRolloutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRolloutsResponse) ProtoMessage() {}
+
+func (x *StreamRolloutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRolloutsResponse.ProtoReflect.Descriptor instead.
+func (*StreamRolloutsResponse) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StreamRolloutsResponse) GetMessage() isStreamRolloutsResponse_Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *StreamRolloutsResponse) GetOpened() *StreamOpened {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Opened); ok {
+			return x.Opened
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsResponse) GetRollout() *Rollout {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Rollout); ok {
+			return x.Rollout
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsResponse) GetGroup() *RolloutGroup {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Group); ok {
+			return x.Group
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsResponse) GetDropped() *GroupDropped {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Dropped); ok {
+			return x.Dropped
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsResponse) GetHeartbeat() *StreamHeartbeat {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsResponse) GetSummary() *StreamSummary {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Summary); ok {
+			return x.Summary
+		}
+	}
+	return nil
+}
+
+func (x *StreamRolloutsResponse) GetError() *StreamError {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isStreamRolloutsResponse_Message interface {
+	isStreamRolloutsResponse_Message()
+}
+
+type StreamRolloutsResponse_Opened struct {
+	// The answer to `open`.
+	Opened *StreamOpened `protobuf:"bytes,1,opt,name=opened,proto3,oneof"`
+}
+
+type StreamRolloutsResponse_Rollout struct {
+	// One finished rollout (ROLLOUT delivery).
+	Rollout *Rollout `protobuf:"bytes,2,opt,name=rollout,proto3,oneof"`
+}
+
+type StreamRolloutsResponse_Group struct {
+	// One finished group (GROUP delivery).
+	Group *RolloutGroup `protobuf:"bytes,3,opt,name=group,proto3,oneof"`
+}
+
+type StreamRolloutsResponse_Dropped struct {
+	// A group that will not be delivered.
+	Dropped *GroupDropped `protobuf:"bytes,4,opt,name=dropped,proto3,oneof"`
+}
+
+type StreamRolloutsResponse_Heartbeat struct {
+	// Idle but alive.
+	Heartbeat *StreamHeartbeat `protobuf:"bytes,5,opt,name=heartbeat,proto3,oneof"`
+}
+
+type StreamRolloutsResponse_Summary struct {
+	// The last message.
+	Summary *StreamSummary `protobuf:"bytes,6,opt,name=summary,proto3,oneof"`
+}
+
+type StreamRolloutsResponse_Error struct {
+	// A trainer message was rejected (a duplicate task key, a version going backwards, ...); the stream goes on.
+	Error *StreamError `protobuf:"bytes,7,opt,name=error,proto3,oneof"`
+}
+
+func (*StreamRolloutsResponse_Opened) isStreamRolloutsResponse_Message() {}
+
+func (*StreamRolloutsResponse_Rollout) isStreamRolloutsResponse_Message() {}
+
+func (*StreamRolloutsResponse_Group) isStreamRolloutsResponse_Message() {}
+
+func (*StreamRolloutsResponse_Dropped) isStreamRolloutsResponse_Message() {}
+
+func (*StreamRolloutsResponse_Heartbeat) isStreamRolloutsResponse_Message() {}
+
+func (*StreamRolloutsResponse_Summary) isStreamRolloutsResponse_Message() {}
+
+func (*StreamRolloutsResponse_Error) isStreamRolloutsResponse_Message() {}
+
+// A rejected trainer message: nothing of it was applied, and nothing else on the stream changed.
+type StreamError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The 0-based position of the rejected message among the trainer's messages (`open` is 0).
+	MessageIndex int64 `protobuf:"varint,1,opt,name=message_index,json=messageIndex,proto3" json:"message_index,omitempty"`
+	// Why, with google.rpc details: ErrorInfo, and BadRequest naming the field (e.g. "tasks.tasks[2].task_key").
+	Status        *status.Status `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamError) Reset() {
+	*x = StreamError{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamError) ProtoMessage() {}
+
+func (x *StreamError) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
+func (*StreamError) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *StreamError) GetMessageIndex() int64 {
+	if x != nil {
+		return x.MessageIndex
+	}
+	return 0
+}
+
+func (x *StreamError) GetStatus() *status.Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_gym_v1_rollout_proto protoreflect.FileDescriptor
 
 const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\n" +
-	"\x14gym/v1/rollout.proto\x12\x06gym.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x16gym/v1/responses.proto\x1a\x11gym/v1/task.proto\"\xd4\x01\n" +
+	"\x14gym/v1/rollout.proto\x12\x06gym.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x16gym/v1/responses.proto\x1a\x11gym/v1/task.proto\"\xb5\x01\n" +
+	"\x0fTrainingSegment\x12'\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x13.gym.v1.SegmentKindR\x04kind\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\x05R\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\x05R\x03end\x12\x12\n" +
+	"\x04turn\x18\x04 \x01(\x05R\x04turn\x12*\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x03H\x00R\rpolicyVersion\x88\x01\x01B\x11\n" +
+	"\x0f_policy_version\"\x8b\x01\n" +
+	"\x0fPrefixViolation\x12\x12\n" +
+	"\x04turn\x18\x01 \x01(\x05R\x04turn\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x05R\bposition\x12%\n" +
+	"\x0eexpected_token\x18\x03 \x01(\x05R\rexpectedToken\x12!\n" +
+	"\factual_token\x18\x04 \x01(\x05R\vactualToken\"\xb1\x02\n" +
+	"\fTrainingView\x12\x1b\n" +
+	"\ttoken_ids\x18\x01 \x03(\x05R\btokenIds\x12\x1b\n" +
+	"\tloss_mask\x18\x02 \x03(\x05R\blossMask\x12\x1a\n" +
+	"\blogprobs\x18\x03 \x03(\x02R\blogprobs\x123\n" +
+	"\bsegments\x18\x04 \x03(\v2\x17.gym.v1.TrainingSegmentR\bsegments\x12#\n" +
+	"\rprompt_length\x18\x05 \x01(\x05R\fpromptLength\x12B\n" +
+	"\x10prefix_violation\x18\x06 \x01(\v2\x17.gym.v1.PrefixViolationR\x0fprefixViolation\x12-\n" +
+	"\x12unavailable_reason\x18\a \x01(\tR\x11unavailableReason\"\xd4\x01\n" +
 	"\x0eSamplingParams\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x18\n" +
 	"\x05top_p\x18\x02 \x01(\x01H\x01R\x04topP\x88\x01\x01\x12/\n" +
@@ -1313,7 +3192,7 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"toolErrors\x12.\n" +
 	"\x13tool_error_messages\x18\x04 \x03(\tR\x11toolErrorMessages\x12#\n" +
 	"\rmodel_retries\x18\x05 \x01(\x05R\fmodelRetries\x12%\n" +
-	"\x0eretry_messages\x18\x06 \x03(\tR\rretryMessages\"\xf9\x05\n" +
+	"\x0eretry_messages\x18\x06 \x03(\tR\rretryMessages\"\xe3\a\n" +
 	"\aRollout\x12\x1d\n" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12\x1d\n" +
@@ -1333,12 +3212,18 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x05stats\x18\r \x01(\v2\x14.gym.v1.RolloutStatsR\x05stats\x12,\n" +
 	"\afailure\x18\x0e \x01(\v2\x12.google.rpc.StatusR\afailure\x126\n" +
 	"\ffailure_kind\x18\x0f \x01(\x0e2\x13.gym.v1.FailureKindR\vfailureKind\x12\x1a\n" +
-	"\battempts\x18\x10 \x01(\x05R\battempts\x1aO\n" +
+	"\battempts\x18\x10 \x01(\x05R\battempts\x12\x19\n" +
+	"\btask_key\x18\x11 \x01(\tR\ataskKey\x121\n" +
+	"\x12min_policy_version\x18\x12 \x01(\x03H\x02R\x10minPolicyVersion\x88\x01\x01\x121\n" +
+	"\x12max_policy_version\x18\x13 \x01(\x03H\x03R\x10maxPolicyVersion\x88\x01\x01\x129\n" +
+	"\rtraining_view\x18\x14 \x01(\v2\x14.gym.v1.TrainingViewR\ftrainingView\x1aO\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12)\n" +
 	"\x05value\x18\x02 \x01(\v2\x13.gym.v1.MetricValueR\x05value:\x028\x01B\t\n" +
 	"\a_rewardB\a\n" +
-	"\x05_seed\".\n" +
+	"\x05_seedB\x15\n" +
+	"\x13_min_policy_versionB\x15\n" +
+	"\x13_max_policy_version\".\n" +
 	"\bTaskList\x12\"\n" +
 	"\x05tasks\x18\x01 \x03(\v2\f.gym.v1.TaskR\x05tasks\"\xb0\x04\n" +
 	"\x16CollectRolloutsRequest\x12\x14\n" +
@@ -1399,17 +3284,138 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x0egroup_complete\x18\x03 \x01(\v2\x15.gym.v1.GroupCompleteH\x00R\rgroupComplete\x121\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x11.gym.v1.HeartbeatH\x00R\theartbeat\x125\n" +
 	"\asummary\x18\x05 \x01(\v2\x19.gym.v1.CollectionSummaryH\x00R\asummaryB\a\n" +
-	"\x05event*c\n" +
+	"\x05event\"\x80\x01\n" +
+	"\x0fStalenessPolicy\x12)\n" +
+	"\x0emax_policy_lag\x18\x01 \x01(\x03H\x00R\fmaxPolicyLag\x88\x01\x01\x12/\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x17.gym.v1.StalenessActionR\x06actionB\x11\n" +
+	"\x0f_max_policy_lag\"\x84\x05\n" +
+	"\n" +
+	"StreamOpen\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
+	"\vnum_repeats\x18\x02 \x01(\x05R\n" +
+	"numRepeats\x122\n" +
+	"\bsampling\x18\x03 \x01(\v2\x16.gym.v1.SamplingParamsR\bsampling\x12;\n" +
+	"\x17rollout_timeout_seconds\x18\x04 \x01(\x01H\x00R\x15rolloutTimeoutSeconds\x88\x01\x01\x12'\n" +
+	"\x04view\x18\x05 \x01(\x0e2\x13.gym.v1.RolloutViewR\x04view\x12,\n" +
+	"\x12max_groups_running\x18\x06 \x01(\x05R\x10maxGroupsRunning\x125\n" +
+	"\tstaleness\x18\a \x01(\v2\x17.gym.v1.StalenessPolicyR\tstaleness\x120\n" +
+	"\bdelivery\x18\b \x01(\x0e2\x14.gym.v1.DeliveryModeR\bdelivery\x12.\n" +
+	"\x13drop_uniform_groups\x18\t \x01(\bR\x11dropUniformGroups\x12A\n" +
+	"\x1aheartbeat_interval_seconds\x18\n" +
+	" \x01(\x01H\x01R\x18heartbeatIntervalSeconds\x88\x01\x01\x12!\n" +
+	"\fresume_token\x18\v \x01(\tR\vresumeToken\x12*\n" +
+	"\x0epolicy_version\x18\f \x01(\x03H\x02R\rpolicyVersion\x88\x01\x01B\x1a\n" +
+	"\x18_rollout_timeout_secondsB\x1d\n" +
+	"\x1b_heartbeat_interval_secondsB\x11\n" +
+	"\x0f_policy_version\"H\n" +
+	"\tKeyedTask\x12\x19\n" +
+	"\btask_key\x18\x01 \x01(\tR\ataskKey\x12 \n" +
+	"\x04task\x18\x02 \x01(\v2\f.gym.v1.TaskR\x04task\"6\n" +
+	"\vStreamTasks\x12'\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x11.gym.v1.KeyedTaskR\x05tasks\"&\n" +
+	"\fStreamCredit\x12\x16\n" +
+	"\x06groups\x18\x01 \x01(\x05R\x06groups\"(\n" +
+	"\fStreamPolicy\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\"\x1d\n" +
+	"\tStreamAck\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"+\n" +
+	"\fStreamCancel\x12\x1b\n" +
+	"\ttask_keys\x18\x01 \x03(\tR\btaskKeys\"\xb0\x02\n" +
+	"\x15StreamRolloutsRequest\x12(\n" +
+	"\x04open\x18\x01 \x01(\v2\x12.gym.v1.StreamOpenH\x00R\x04open\x12+\n" +
+	"\x05tasks\x18\x02 \x01(\v2\x13.gym.v1.StreamTasksH\x00R\x05tasks\x12.\n" +
+	"\x06credit\x18\x03 \x01(\v2\x14.gym.v1.StreamCreditH\x00R\x06credit\x12.\n" +
+	"\x06policy\x18\x04 \x01(\v2\x14.gym.v1.StreamPolicyH\x00R\x06policy\x12%\n" +
+	"\x03ack\x18\x05 \x01(\v2\x11.gym.v1.StreamAckH\x00R\x03ack\x12.\n" +
+	"\x06cancel\x18\x06 \x01(\v2\x14.gym.v1.StreamCancelH\x00R\x06cancelB\t\n" +
+	"\amessage\"\xa7\x01\n" +
+	"\fStreamOpened\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12!\n" +
+	"\fresume_token\x18\x02 \x01(\tR\vresumeToken\x12\x18\n" +
+	"\aresumed\x18\x03 \x01(\bR\aresumed\x12*\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x03H\x00R\rpolicyVersion\x88\x01\x01B\x11\n" +
+	"\x0f_policy_version\"\x8d\x01\n" +
+	"\fRolloutGroup\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x19\n" +
+	"\btask_key\x18\x02 \x01(\tR\ataskKey\x12+\n" +
+	"\brollouts\x18\x03 \x03(\v2\x0f.gym.v1.RolloutR\brollouts\x12\x1a\n" +
+	"\brestarts\x18\x04 \x01(\x05R\brestarts\"\xe1\x02\n" +
+	"\fGroupDropped\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x19\n" +
+	"\btask_key\x18\x02 \x01(\tR\ataskKey\x12*\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x12.gym.v1.DropReasonR\x06reason\x121\n" +
+	"\x12min_policy_version\x18\x04 \x01(\x03H\x00R\x10minPolicyVersion\x88\x01\x01\x121\n" +
+	"\x12max_policy_version\x18\x05 \x01(\x03H\x01R\x10maxPolicyVersion\x88\x01\x01\x12'\n" +
+	"\x0fcredit_returned\x18\x06 \x01(\x05R\x0ecreditReturned\x12\x18\n" +
+	"\arewards\x18\a \x03(\x01R\arewards\x12\x18\n" +
+	"\amessage\x18\b \x01(\tR\amessageB\x15\n" +
+	"\x13_min_policy_versionB\x15\n" +
+	"\x13_max_policy_version\"\x8c\x02\n" +
+	"\x0fStreamHeartbeat\x12+\n" +
+	"\x11credits_available\x18\x01 \x01(\x05R\x10creditsAvailable\x12%\n" +
+	"\x0egroups_running\x18\x02 \x01(\x05R\rgroupsRunning\x12!\n" +
+	"\fqueued_tasks\x18\x03 \x01(\x05R\vqueuedTasks\x12*\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x03H\x00R\rpolicyVersion\x88\x01\x01\x12)\n" +
+	"\x10rollouts_running\x18\x05 \x01(\x05R\x0frolloutsRunning\x12\x18\n" +
+	"\aunacked\x18\x06 \x01(\x05R\aunackedB\x11\n" +
+	"\x0f_policy_version\"\xd8\x03\n" +
+	"\rStreamSummary\x12\x1c\n" +
+	"\tsucceeded\x18\x01 \x01(\x05R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\x05R\x06failed\x12)\n" +
+	"\x10groups_delivered\x18\x03 \x01(\x05R\x0fgroupsDelivered\x12%\n" +
+	"\x0egroups_dropped\x18\x04 \x01(\x05R\rgroupsDropped\x12)\n" +
+	"\x10groups_restarted\x18\x05 \x01(\x05R\x0fgroupsRestarted\x12*\n" +
+	"\x11tasks_not_started\x18\x06 \x01(\x05R\x0ftasksNotStarted\x12<\n" +
+	"\ametrics\x18\a \x03(\v2\".gym.v1.StreamSummary.MetricsEntryR\ametrics\x12)\n" +
+	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\x12.\n" +
+	"\x13peak_groups_running\x18\t \x01(\x05R\x11peakGroupsRunning\x1aO\n" +
+	"\fMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12)\n" +
+	"\x05value\x18\x02 \x01(\v2\x13.gym.v1.MetricStatsR\x05value:\x028\x01\"\xf9\x02\n" +
+	"\x16StreamRolloutsResponse\x12.\n" +
+	"\x06opened\x18\x01 \x01(\v2\x14.gym.v1.StreamOpenedH\x00R\x06opened\x12+\n" +
+	"\arollout\x18\x02 \x01(\v2\x0f.gym.v1.RolloutH\x00R\arollout\x12,\n" +
+	"\x05group\x18\x03 \x01(\v2\x14.gym.v1.RolloutGroupH\x00R\x05group\x120\n" +
+	"\adropped\x18\x04 \x01(\v2\x14.gym.v1.GroupDroppedH\x00R\adropped\x127\n" +
+	"\theartbeat\x18\x05 \x01(\v2\x17.gym.v1.StreamHeartbeatH\x00R\theartbeat\x121\n" +
+	"\asummary\x18\x06 \x01(\v2\x15.gym.v1.StreamSummaryH\x00R\asummary\x12+\n" +
+	"\x05error\x18\a \x01(\v2\x13.gym.v1.StreamErrorH\x00R\x05errorB\t\n" +
+	"\amessage\"^\n" +
+	"\vStreamError\x12#\n" +
+	"\rmessage_index\x18\x01 \x01(\x03R\fmessageIndex\x12*\n" +
+	"\x06status\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x06status*c\n" +
 	"\vFailureKind\x12\x1c\n" +
 	"\x18FAILURE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFAILURE_KIND_INFRASTRUCTURE\x10\x01\x12\x15\n" +
-	"\x11FAILURE_KIND_TASK\x10\x02*Z\n" +
+	"\x11FAILURE_KIND_TASK\x10\x02*u\n" +
 	"\vRolloutView\x12\x1c\n" +
 	"\x18ROLLOUT_VIEW_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ROLLOUT_VIEW_BASIC\x10\x01\x12\x15\n" +
-	"\x11ROLLOUT_VIEW_FULL\x10\x022f\n" +
+	"\x11ROLLOUT_VIEW_FULL\x10\x02\x12\x19\n" +
+	"\x15ROLLOUT_VIEW_TRAINING\x10\x03*z\n" +
+	"\vSegmentKind\x12\x1c\n" +
+	"\x18SEGMENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13SEGMENT_KIND_PROMPT\x10\x01\x12\x1a\n" +
+	"\x16SEGMENT_KIND_GENERATED\x10\x02\x12\x18\n" +
+	"\x14SEGMENT_KIND_CONTEXT\x10\x03*a\n" +
+	"\fDeliveryMode\x12\x1d\n" +
+	"\x19DELIVERY_MODE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15DELIVERY_MODE_ROLLOUT\x10\x01\x12\x17\n" +
+	"\x13DELIVERY_MODE_GROUP\x10\x02*\x8b\x01\n" +
+	"\x0fStalenessAction\x12 \n" +
+	"\x1cSTALENESS_ACTION_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19STALENESS_ACTION_CONTINUE\x10\x01\x12\x19\n" +
+	"\x15STALENESS_ACTION_DROP\x10\x02\x12\x1c\n" +
+	"\x18STALENESS_ACTION_RESTART\x10\x03*t\n" +
+	"\n" +
+	"DropReason\x12\x1b\n" +
+	"\x17DROP_REASON_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11DROP_REASON_STALE\x10\x01\x12\x17\n" +
+	"\x13DROP_REASON_UNIFORM\x10\x02\x12\x19\n" +
+	"\x15DROP_REASON_CANCELLED\x10\x032\xbb\x01\n" +
 	"\x0eRolloutService\x12T\n" +
-	"\x0fCollectRollouts\x12\x1e.gym.v1.CollectRolloutsRequest\x1a\x1f.gym.v1.CollectRolloutsResponse0\x01B\x8d\x01\n" +
+	"\x0fCollectRollouts\x12\x1e.gym.v1.CollectRolloutsRequest\x1a\x1f.gym.v1.CollectRolloutsResponse0\x01\x12S\n" +
+	"\x0eStreamRollouts\x12\x1d.gym.v1.StreamRolloutsRequest\x1a\x1e.gym.v1.StreamRolloutsResponse(\x010\x01B\x8d\x01\n" +
 	"\n" +
 	"com.gym.v1B\fRolloutProtoP\x01Z8github.com/gym-grpc/gym-grpc/clients/go/gen/gym/v1;gymv1\xa2\x02\x03GXX\xaa\x02\x06Gym.V1\xca\x02\x06Gym\\V1\xe2\x02\x12Gym\\V1\\GPBMetadata\xea\x02\aGym::V1b\x06proto3"
 
@@ -1425,60 +3431,115 @@ func file_gym_v1_rollout_proto_rawDescGZIP() []byte {
 	return file_gym_v1_rollout_proto_rawDescData
 }
 
-var file_gym_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_gym_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_gym_v1_rollout_proto_goTypes = []any{
 	(FailureKind)(0),                // 0: gym.v1.FailureKind
 	(RolloutView)(0),                // 1: gym.v1.RolloutView
-	(*SamplingParams)(nil),          // 2: gym.v1.SamplingParams
-	(*RolloutTiming)(nil),           // 3: gym.v1.RolloutTiming
-	(*RolloutStats)(nil),            // 4: gym.v1.RolloutStats
-	(*Rollout)(nil),                 // 5: gym.v1.Rollout
-	(*TaskList)(nil),                // 6: gym.v1.TaskList
-	(*CollectRolloutsRequest)(nil),  // 7: gym.v1.CollectRolloutsRequest
-	(*CollectionStarted)(nil),       // 8: gym.v1.CollectionStarted
-	(*GroupComplete)(nil),           // 9: gym.v1.GroupComplete
-	(*Heartbeat)(nil),               // 10: gym.v1.Heartbeat
-	(*MetricStats)(nil),             // 11: gym.v1.MetricStats
-	(*CollectionSummary)(nil),       // 12: gym.v1.CollectionSummary
-	(*CollectRolloutsResponse)(nil), // 13: gym.v1.CollectRolloutsResponse
-	nil,                             // 14: gym.v1.Rollout.MetricsEntry
-	nil,                             // 15: gym.v1.CollectionSummary.MetricsEntry
-	(*timestamppb.Timestamp)(nil),   // 16: google.protobuf.Timestamp
-	(*ResponseCreateParams)(nil),    // 17: gym.v1.ResponseCreateParams
-	(*Response)(nil),                // 18: gym.v1.Response
-	(*status.Status)(nil),           // 19: google.rpc.Status
-	(*Task)(nil),                    // 20: gym.v1.Task
-	(*MetricValue)(nil),             // 21: gym.v1.MetricValue
+	(SegmentKind)(0),                // 2: gym.v1.SegmentKind
+	(DeliveryMode)(0),               // 3: gym.v1.DeliveryMode
+	(StalenessAction)(0),            // 4: gym.v1.StalenessAction
+	(DropReason)(0),                 // 5: gym.v1.DropReason
+	(*TrainingSegment)(nil),         // 6: gym.v1.TrainingSegment
+	(*PrefixViolation)(nil),         // 7: gym.v1.PrefixViolation
+	(*TrainingView)(nil),            // 8: gym.v1.TrainingView
+	(*SamplingParams)(nil),          // 9: gym.v1.SamplingParams
+	(*RolloutTiming)(nil),           // 10: gym.v1.RolloutTiming
+	(*RolloutStats)(nil),            // 11: gym.v1.RolloutStats
+	(*Rollout)(nil),                 // 12: gym.v1.Rollout
+	(*TaskList)(nil),                // 13: gym.v1.TaskList
+	(*CollectRolloutsRequest)(nil),  // 14: gym.v1.CollectRolloutsRequest
+	(*CollectionStarted)(nil),       // 15: gym.v1.CollectionStarted
+	(*GroupComplete)(nil),           // 16: gym.v1.GroupComplete
+	(*Heartbeat)(nil),               // 17: gym.v1.Heartbeat
+	(*MetricStats)(nil),             // 18: gym.v1.MetricStats
+	(*CollectionSummary)(nil),       // 19: gym.v1.CollectionSummary
+	(*CollectRolloutsResponse)(nil), // 20: gym.v1.CollectRolloutsResponse
+	(*StalenessPolicy)(nil),         // 21: gym.v1.StalenessPolicy
+	(*StreamOpen)(nil),              // 22: gym.v1.StreamOpen
+	(*KeyedTask)(nil),               // 23: gym.v1.KeyedTask
+	(*StreamTasks)(nil),             // 24: gym.v1.StreamTasks
+	(*StreamCredit)(nil),            // 25: gym.v1.StreamCredit
+	(*StreamPolicy)(nil),            // 26: gym.v1.StreamPolicy
+	(*StreamAck)(nil),               // 27: gym.v1.StreamAck
+	(*StreamCancel)(nil),            // 28: gym.v1.StreamCancel
+	(*StreamRolloutsRequest)(nil),   // 29: gym.v1.StreamRolloutsRequest
+	(*StreamOpened)(nil),            // 30: gym.v1.StreamOpened
+	(*RolloutGroup)(nil),            // 31: gym.v1.RolloutGroup
+	(*GroupDropped)(nil),            // 32: gym.v1.GroupDropped
+	(*StreamHeartbeat)(nil),         // 33: gym.v1.StreamHeartbeat
+	(*StreamSummary)(nil),           // 34: gym.v1.StreamSummary
+	(*StreamRolloutsResponse)(nil),  // 35: gym.v1.StreamRolloutsResponse
+	(*StreamError)(nil),             // 36: gym.v1.StreamError
+	nil,                             // 37: gym.v1.Rollout.MetricsEntry
+	nil,                             // 38: gym.v1.CollectionSummary.MetricsEntry
+	nil,                             // 39: gym.v1.StreamSummary.MetricsEntry
+	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
+	(*ResponseCreateParams)(nil),    // 41: gym.v1.ResponseCreateParams
+	(*Response)(nil),                // 42: gym.v1.Response
+	(*status.Status)(nil),           // 43: google.rpc.Status
+	(*Task)(nil),                    // 44: gym.v1.Task
+	(*MetricValue)(nil),             // 45: gym.v1.MetricValue
 }
 var file_gym_v1_rollout_proto_depIdxs = []int32{
-	16, // 0: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
-	17, // 1: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
-	18, // 2: gym.v1.Rollout.response:type_name -> gym.v1.Response
-	14, // 3: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
-	3,  // 4: gym.v1.Rollout.timing:type_name -> gym.v1.RolloutTiming
-	4,  // 5: gym.v1.Rollout.stats:type_name -> gym.v1.RolloutStats
-	19, // 6: gym.v1.Rollout.failure:type_name -> google.rpc.Status
-	0,  // 7: gym.v1.Rollout.failure_kind:type_name -> gym.v1.FailureKind
-	20, // 8: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
-	6,  // 9: gym.v1.CollectRolloutsRequest.tasks:type_name -> gym.v1.TaskList
-	2,  // 10: gym.v1.CollectRolloutsRequest.sampling:type_name -> gym.v1.SamplingParams
-	1,  // 11: gym.v1.CollectRolloutsRequest.view:type_name -> gym.v1.RolloutView
-	15, // 12: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
-	8,  // 13: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
-	5,  // 14: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
-	9,  // 15: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
-	10, // 16: gym.v1.CollectRolloutsResponse.heartbeat:type_name -> gym.v1.Heartbeat
-	12, // 17: gym.v1.CollectRolloutsResponse.summary:type_name -> gym.v1.CollectionSummary
-	21, // 18: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
-	11, // 19: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	7,  // 20: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
-	13, // 21: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
-	21, // [21:22] is the sub-list for method output_type
-	20, // [20:21] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	2,  // 0: gym.v1.TrainingSegment.kind:type_name -> gym.v1.SegmentKind
+	6,  // 1: gym.v1.TrainingView.segments:type_name -> gym.v1.TrainingSegment
+	7,  // 2: gym.v1.TrainingView.prefix_violation:type_name -> gym.v1.PrefixViolation
+	40, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
+	41, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
+	42, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
+	37, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
+	10, // 7: gym.v1.Rollout.timing:type_name -> gym.v1.RolloutTiming
+	11, // 8: gym.v1.Rollout.stats:type_name -> gym.v1.RolloutStats
+	43, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
+	0,  // 10: gym.v1.Rollout.failure_kind:type_name -> gym.v1.FailureKind
+	8,  // 11: gym.v1.Rollout.training_view:type_name -> gym.v1.TrainingView
+	44, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
+	13, // 13: gym.v1.CollectRolloutsRequest.tasks:type_name -> gym.v1.TaskList
+	9,  // 14: gym.v1.CollectRolloutsRequest.sampling:type_name -> gym.v1.SamplingParams
+	1,  // 15: gym.v1.CollectRolloutsRequest.view:type_name -> gym.v1.RolloutView
+	38, // 16: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
+	15, // 17: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
+	12, // 18: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
+	16, // 19: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
+	17, // 20: gym.v1.CollectRolloutsResponse.heartbeat:type_name -> gym.v1.Heartbeat
+	19, // 21: gym.v1.CollectRolloutsResponse.summary:type_name -> gym.v1.CollectionSummary
+	4,  // 22: gym.v1.StalenessPolicy.action:type_name -> gym.v1.StalenessAction
+	9,  // 23: gym.v1.StreamOpen.sampling:type_name -> gym.v1.SamplingParams
+	1,  // 24: gym.v1.StreamOpen.view:type_name -> gym.v1.RolloutView
+	21, // 25: gym.v1.StreamOpen.staleness:type_name -> gym.v1.StalenessPolicy
+	3,  // 26: gym.v1.StreamOpen.delivery:type_name -> gym.v1.DeliveryMode
+	44, // 27: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
+	23, // 28: gym.v1.StreamTasks.tasks:type_name -> gym.v1.KeyedTask
+	22, // 29: gym.v1.StreamRolloutsRequest.open:type_name -> gym.v1.StreamOpen
+	24, // 30: gym.v1.StreamRolloutsRequest.tasks:type_name -> gym.v1.StreamTasks
+	25, // 31: gym.v1.StreamRolloutsRequest.credit:type_name -> gym.v1.StreamCredit
+	26, // 32: gym.v1.StreamRolloutsRequest.policy:type_name -> gym.v1.StreamPolicy
+	27, // 33: gym.v1.StreamRolloutsRequest.ack:type_name -> gym.v1.StreamAck
+	28, // 34: gym.v1.StreamRolloutsRequest.cancel:type_name -> gym.v1.StreamCancel
+	12, // 35: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
+	5,  // 36: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
+	39, // 37: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
+	30, // 38: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
+	12, // 39: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
+	31, // 40: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
+	32, // 41: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
+	33, // 42: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
+	34, // 43: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
+	36, // 44: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
+	43, // 45: gym.v1.StreamError.status:type_name -> google.rpc.Status
+	45, // 46: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
+	18, // 47: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	18, // 48: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	14, // 49: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
+	29, // 50: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
+	20, // 51: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
+	35, // 52: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
+	51, // [51:53] is the sub-list for method output_type
+	49, // [49:51] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_gym_v1_rollout_proto_init() }
@@ -1490,25 +3551,48 @@ func file_gym_v1_rollout_proto_init() {
 	file_gym_v1_task_proto_init()
 	file_gym_v1_rollout_proto_msgTypes[0].OneofWrappers = []any{}
 	file_gym_v1_rollout_proto_msgTypes[3].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[5].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[6].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[8].OneofWrappers = []any{
 		(*CollectRolloutsRequest_Tasks)(nil),
 		(*CollectRolloutsRequest_Dataset)(nil),
 	}
-	file_gym_v1_rollout_proto_msgTypes[7].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[11].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[10].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[14].OneofWrappers = []any{
 		(*CollectRolloutsResponse_Started)(nil),
 		(*CollectRolloutsResponse_Rollout)(nil),
 		(*CollectRolloutsResponse_GroupComplete)(nil),
 		(*CollectRolloutsResponse_Heartbeat)(nil),
 		(*CollectRolloutsResponse_Summary)(nil),
 	}
+	file_gym_v1_rollout_proto_msgTypes[15].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[16].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[23].OneofWrappers = []any{
+		(*StreamRolloutsRequest_Open)(nil),
+		(*StreamRolloutsRequest_Tasks)(nil),
+		(*StreamRolloutsRequest_Credit)(nil),
+		(*StreamRolloutsRequest_Policy)(nil),
+		(*StreamRolloutsRequest_Ack)(nil),
+		(*StreamRolloutsRequest_Cancel)(nil),
+	}
+	file_gym_v1_rollout_proto_msgTypes[24].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[26].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[27].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[29].OneofWrappers = []any{
+		(*StreamRolloutsResponse_Opened)(nil),
+		(*StreamRolloutsResponse_Rollout)(nil),
+		(*StreamRolloutsResponse_Group)(nil),
+		(*StreamRolloutsResponse_Dropped)(nil),
+		(*StreamRolloutsResponse_Heartbeat)(nil),
+		(*StreamRolloutsResponse_Summary)(nil),
+		(*StreamRolloutsResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gym_v1_rollout_proto_rawDesc), len(file_gym_v1_rollout_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   14,
+			NumEnums:      6,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RolloutService_CollectRollouts_FullMethodName = "/gym.v1.RolloutService/CollectRollouts"
+	RolloutService_StreamRollouts_FullMethodName  = "/gym.v1.RolloutService/StreamRollouts"
 )
 
 // RolloutServiceClient is the client API for RolloutService service.
@@ -31,6 +32,10 @@ type RolloutServiceClient interface {
 	// Runs an agent over tasks x repeats and streams events as rollouts finish. The stream ends with a summary and
 	// status OK; a failed rollout is an event, never a stream error.
 	CollectRollouts(ctx context.Context, in *CollectRolloutsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollectRolloutsResponse], error)
+	// A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+	// versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+	// scored rollouts or whole groups back. See docs/protocol.md.
+	StreamRollouts(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRolloutsRequest, StreamRolloutsResponse], error)
 }
 
 type rolloutServiceClient struct {
@@ -60,6 +65,19 @@ func (c *rolloutServiceClient) CollectRollouts(ctx context.Context, in *CollectR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RolloutService_CollectRolloutsClient = grpc.ServerStreamingClient[CollectRolloutsResponse]
 
+func (c *rolloutServiceClient) StreamRollouts(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRolloutsRequest, StreamRolloutsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RolloutService_ServiceDesc.Streams[1], RolloutService_StreamRollouts_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamRolloutsRequest, StreamRolloutsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RolloutService_StreamRolloutsClient = grpc.BidiStreamingClient[StreamRolloutsRequest, StreamRolloutsResponse]
+
 // RolloutServiceServer is the server API for RolloutService service.
 // All implementations must embed UnimplementedRolloutServiceServer
 // for forward compatibility.
@@ -69,6 +87,10 @@ type RolloutServiceServer interface {
 	// Runs an agent over tasks x repeats and streams events as rollouts finish. The stream ends with a summary and
 	// status OK; a failed rollout is an event, never a stream error.
 	CollectRollouts(*CollectRolloutsRequest, grpc.ServerStreamingServer[CollectRolloutsResponse]) error
+	// A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+	// versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+	// scored rollouts or whole groups back. See docs/protocol.md.
+	StreamRollouts(grpc.BidiStreamingServer[StreamRolloutsRequest, StreamRolloutsResponse]) error
 	mustEmbedUnimplementedRolloutServiceServer()
 }
 
@@ -81,6 +103,9 @@ type UnimplementedRolloutServiceServer struct{}
 
 func (UnimplementedRolloutServiceServer) CollectRollouts(*CollectRolloutsRequest, grpc.ServerStreamingServer[CollectRolloutsResponse]) error {
 	return status.Error(codes.Unimplemented, "method CollectRollouts not implemented")
+}
+func (UnimplementedRolloutServiceServer) StreamRollouts(grpc.BidiStreamingServer[StreamRolloutsRequest, StreamRolloutsResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamRollouts not implemented")
 }
 func (UnimplementedRolloutServiceServer) mustEmbedUnimplementedRolloutServiceServer() {}
 func (UnimplementedRolloutServiceServer) testEmbeddedByValue()                        {}
@@ -114,6 +139,13 @@ func _RolloutService_CollectRollouts_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RolloutService_CollectRolloutsServer = grpc.ServerStreamingServer[CollectRolloutsResponse]
 
+func _RolloutService_StreamRollouts_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RolloutServiceServer).StreamRollouts(&grpc.GenericServerStream[StreamRolloutsRequest, StreamRolloutsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RolloutService_StreamRolloutsServer = grpc.BidiStreamingServer[StreamRolloutsRequest, StreamRolloutsResponse]
+
 // RolloutService_ServiceDesc is the grpc.ServiceDesc for RolloutService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -126,6 +158,12 @@ var RolloutService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "CollectRollouts",
 			Handler:       _RolloutService_CollectRollouts_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamRollouts",
+			Handler:       _RolloutService_StreamRollouts_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "gym/v1/rollout.proto",

@@ -35,7 +35,14 @@ export interface CreateResponseRequest {
 /** Response of ModelService.CreateResponse. */
 export interface CreateResponseResponse {
   /** The model's response. */
-  response: Response | undefined;
+  response:
+    | Response
+    | undefined;
+  /**
+   * The policy version the response was generated with, when the server knows it (a trainer hosting its live policy).
+   * It wins over the version a StreamRollouts trainer announced; items that carry their own policy_version keep it.
+   */
+  policyVersion?: number | undefined;
 }
 
 function createBaseCreateResponseRequest(): CreateResponseRequest {
@@ -126,13 +133,16 @@ export const CreateResponseRequest: MessageFns<CreateResponseRequest> = {
 };
 
 function createBaseCreateResponseResponse(): CreateResponseResponse {
-  return { response: undefined };
+  return { response: undefined, policyVersion: undefined };
 }
 
 export const CreateResponseResponse: MessageFns<CreateResponseResponse> = {
   encode(message: CreateResponseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.response !== undefined) {
       Response.encode(message.response, writer.uint32(10).fork()).join();
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(16).int64(message.policyVersion);
     }
     return writer;
   },
@@ -158,6 +168,14 @@ export const CreateResponseResponse: MessageFns<CreateResponseResponse> = {
             message.response = Response.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -171,13 +189,23 @@ export const CreateResponseResponse: MessageFns<CreateResponseResponse> = {
   },
 
   fromJSON(object: any): CreateResponseResponse {
-    return { response: isSet(object.response) ? Response.fromJSON(object.response) : undefined };
+    return {
+      response: isSet(object.response) ? Response.fromJSON(object.response) : undefined,
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
+    };
   },
 
   toJSON(message: CreateResponseResponse): unknown {
     const obj: any = {};
     if (message.response !== undefined) {
       obj.response = Response.toJSON(message.response);
+    }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
     }
     return obj;
   },
@@ -190,6 +218,7 @@ export const CreateResponseResponse: MessageFns<CreateResponseResponse> = {
     message.response = (object.response !== undefined && object.response !== null)
       ? Response.fromPartial(object.response)
       : undefined;
+    message.policyVersion = object.policyVersion ?? undefined;
     return message;
   },
 };
@@ -259,6 +288,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -333,6 +333,8 @@ export interface MessageItem {
     | undefined;
   /** The item's other JSON keys, verbatim (a JSON object), or empty. */
   extraJson: string;
+  /** The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version". */
+  policyVersion?: number | undefined;
 }
 
 /** A tool call the model made: {"type": "function_call", "call_id": ..., "name": ..., "arguments": ...}. */
@@ -355,6 +357,8 @@ export interface FunctionCallItem {
     | undefined;
   /** The item's other JSON keys, verbatim (a JSON object), or empty. */
   extraJson: string;
+  /** The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version". */
+  policyVersion?: number | undefined;
 }
 
 /** The result of a tool call: {"type": "function_call_output", "call_id": ..., "output": ...}. */
@@ -411,6 +415,8 @@ export interface ReasoningItem {
     | undefined;
   /** The item's other JSON keys, verbatim (a JSON object), or empty. */
   extraJson: string;
+  /** The policy version that generated this item (RolloutService.StreamRollouts), when known. JSON: "policy_version". */
+  policyVersion?: number | undefined;
 }
 
 /** One input or output item of a Responses-API conversation. */
@@ -1268,6 +1274,7 @@ function createBaseMessageItem(): MessageItem {
     omitType: false,
     tokenData: undefined,
     extraJson: "",
+    policyVersion: undefined,
   };
 }
 
@@ -1298,6 +1305,9 @@ export const MessageItem: MessageFns<MessageItem> = {
     }
     if (message.extraJson !== "") {
       writer.uint32(66).string(message.extraJson);
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(72).int64(message.policyVersion);
     }
     return writer;
   },
@@ -1379,6 +1389,14 @@ export const MessageItem: MessageFns<MessageItem> = {
             message.extraJson = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1416,6 +1434,11 @@ export const MessageItem: MessageFns<MessageItem> = {
         : isSet(object.extra_json)
         ? globalThis.String(object.extra_json)
         : "",
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
     };
   },
 
@@ -1443,6 +1466,9 @@ export const MessageItem: MessageFns<MessageItem> = {
     }
     if (message.extraJson !== "") {
       obj.extraJson = message.extraJson;
+    }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
     }
     return obj;
   },
@@ -1474,12 +1500,22 @@ export const MessageItem: MessageFns<MessageItem> = {
       ? TokenData.fromPartial(object.tokenData)
       : undefined;
     message.extraJson = object.extraJson ?? "";
+    message.policyVersion = object.policyVersion ?? undefined;
     return message;
   },
 };
 
 function createBaseFunctionCallItem(): FunctionCallItem {
-  return { id: undefined, callId: "", name: "", arguments: "", status: 0, tokenData: undefined, extraJson: "" };
+  return {
+    id: undefined,
+    callId: "",
+    name: "",
+    arguments: "",
+    status: 0,
+    tokenData: undefined,
+    extraJson: "",
+    policyVersion: undefined,
+  };
 }
 
 export const FunctionCallItem: MessageFns<FunctionCallItem> = {
@@ -1504,6 +1540,9 @@ export const FunctionCallItem: MessageFns<FunctionCallItem> = {
     }
     if (message.extraJson !== "") {
       writer.uint32(58).string(message.extraJson);
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(64).int64(message.policyVersion);
     }
     return writer;
   },
@@ -1577,6 +1616,14 @@ export const FunctionCallItem: MessageFns<FunctionCallItem> = {
             message.extraJson = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1610,6 +1657,11 @@ export const FunctionCallItem: MessageFns<FunctionCallItem> = {
         : isSet(object.extra_json)
         ? globalThis.String(object.extra_json)
         : "",
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
     };
   },
 
@@ -1636,6 +1688,9 @@ export const FunctionCallItem: MessageFns<FunctionCallItem> = {
     if (message.extraJson !== "") {
       obj.extraJson = message.extraJson;
     }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
+    }
     return obj;
   },
 
@@ -1653,6 +1708,7 @@ export const FunctionCallItem: MessageFns<FunctionCallItem> = {
       ? TokenData.fromPartial(object.tokenData)
       : undefined;
     message.extraJson = object.extraJson ?? "";
+    message.policyVersion = object.policyVersion ?? undefined;
     return message;
   },
 };
@@ -1985,6 +2041,7 @@ function createBaseReasoningItem(): ReasoningItem {
     status: 0,
     tokenData: undefined,
     extraJson: "",
+    policyVersion: undefined,
   };
 }
 
@@ -2010,6 +2067,9 @@ export const ReasoningItem: MessageFns<ReasoningItem> = {
     }
     if (message.extraJson !== "") {
       writer.uint32(58).string(message.extraJson);
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(64).int64(message.policyVersion);
     }
     return writer;
   },
@@ -2083,6 +2143,14 @@ export const ReasoningItem: MessageFns<ReasoningItem> = {
             message.extraJson = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2120,6 +2188,11 @@ export const ReasoningItem: MessageFns<ReasoningItem> = {
         : isSet(object.extra_json)
         ? globalThis.String(object.extra_json)
         : "",
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
     };
   },
 
@@ -2146,6 +2219,9 @@ export const ReasoningItem: MessageFns<ReasoningItem> = {
     if (message.extraJson !== "") {
       obj.extraJson = message.extraJson;
     }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
+    }
     return obj;
   },
 
@@ -2163,6 +2239,7 @@ export const ReasoningItem: MessageFns<ReasoningItem> = {
       ? TokenData.fromPartial(object.tokenData)
       : undefined;
     message.extraJson = object.extraJson ?? "";
+    message.policyVersion = object.policyVersion ?? undefined;
     return message;
   },
 };

@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -77,6 +79,8 @@ export enum RolloutView {
   ROLLOUT_VIEW_BASIC = 1,
   /** ROLLOUT_VIEW_FULL - Everything, token data included. */
   ROLLOUT_VIEW_FULL = 2,
+  /** ROLLOUT_VIEW_TRAINING - FULL plus each rollout's training view: the episode as one token sequence with its loss mask. */
+  ROLLOUT_VIEW_TRAINING = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -91,6 +95,9 @@ export function rolloutViewFromJSON(object: any): RolloutView {
     case 2:
     case "ROLLOUT_VIEW_FULL":
       return RolloutView.ROLLOUT_VIEW_FULL;
+    case 3:
+    case "ROLLOUT_VIEW_TRAINING":
+      return RolloutView.ROLLOUT_VIEW_TRAINING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -106,10 +113,262 @@ export function rolloutViewToJSON(object: RolloutView): string {
       return "ROLLOUT_VIEW_BASIC";
     case RolloutView.ROLLOUT_VIEW_FULL:
       return "ROLLOUT_VIEW_FULL";
+    case RolloutView.ROLLOUT_VIEW_TRAINING:
+      return "ROLLOUT_VIEW_TRAINING";
     case RolloutView.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
+}
+
+/** What a run of tokens in a training view is. */
+export enum SegmentKind {
+  /** SEGMENT_KIND_UNSPECIFIED - Not set. */
+  SEGMENT_KIND_UNSPECIFIED = 0,
+  /** SEGMENT_KIND_PROMPT - The first turn's prompt (the task's input rendered by the model's template). */
+  SEGMENT_KIND_PROMPT = 1,
+  /** SEGMENT_KIND_GENERATED - Tokens the policy sampled (loss mask 1). */
+  SEGMENT_KIND_GENERATED = 2,
+  /** SEGMENT_KIND_CONTEXT - Tokens between two generations that the policy did not sample: tool outputs and the chat template's own tokens. */
+  SEGMENT_KIND_CONTEXT = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function segmentKindFromJSON(object: any): SegmentKind {
+  switch (object) {
+    case 0:
+    case "SEGMENT_KIND_UNSPECIFIED":
+      return SegmentKind.SEGMENT_KIND_UNSPECIFIED;
+    case 1:
+    case "SEGMENT_KIND_PROMPT":
+      return SegmentKind.SEGMENT_KIND_PROMPT;
+    case 2:
+    case "SEGMENT_KIND_GENERATED":
+      return SegmentKind.SEGMENT_KIND_GENERATED;
+    case 3:
+    case "SEGMENT_KIND_CONTEXT":
+      return SegmentKind.SEGMENT_KIND_CONTEXT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SegmentKind.UNRECOGNIZED;
+  }
+}
+
+export function segmentKindToJSON(object: SegmentKind): string {
+  switch (object) {
+    case SegmentKind.SEGMENT_KIND_UNSPECIFIED:
+      return "SEGMENT_KIND_UNSPECIFIED";
+    case SegmentKind.SEGMENT_KIND_PROMPT:
+      return "SEGMENT_KIND_PROMPT";
+    case SegmentKind.SEGMENT_KIND_GENERATED:
+      return "SEGMENT_KIND_GENERATED";
+    case SegmentKind.SEGMENT_KIND_CONTEXT:
+      return "SEGMENT_KIND_CONTEXT";
+    case SegmentKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What the server delivers for each finished rollout. */
+export enum DeliveryMode {
+  /** DELIVERY_MODE_UNSPECIFIED - The default: GROUP. */
+  DELIVERY_MODE_UNSPECIFIED = 0,
+  /** DELIVERY_MODE_ROLLOUT - Each rollout as it finishes. */
+  DELIVERY_MODE_ROLLOUT = 1,
+  /** DELIVERY_MODE_GROUP - Each group in one message once all its rollouts have finished (the unit GRPO consumes). */
+  DELIVERY_MODE_GROUP = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function deliveryModeFromJSON(object: any): DeliveryMode {
+  switch (object) {
+    case 0:
+    case "DELIVERY_MODE_UNSPECIFIED":
+      return DeliveryMode.DELIVERY_MODE_UNSPECIFIED;
+    case 1:
+    case "DELIVERY_MODE_ROLLOUT":
+      return DeliveryMode.DELIVERY_MODE_ROLLOUT;
+    case 2:
+    case "DELIVERY_MODE_GROUP":
+      return DeliveryMode.DELIVERY_MODE_GROUP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DeliveryMode.UNRECOGNIZED;
+  }
+}
+
+export function deliveryModeToJSON(object: DeliveryMode): string {
+  switch (object) {
+    case DeliveryMode.DELIVERY_MODE_UNSPECIFIED:
+      return "DELIVERY_MODE_UNSPECIFIED";
+    case DeliveryMode.DELIVERY_MODE_ROLLOUT:
+      return "DELIVERY_MODE_ROLLOUT";
+    case DeliveryMode.DELIVERY_MODE_GROUP:
+      return "DELIVERY_MODE_GROUP";
+    case DeliveryMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What happens to a group whose items are older than the lag bound when a new policy version is announced. */
+export enum StalenessAction {
+  /** STALENESS_ACTION_UNSPECIFIED - The default: CONTINUE. */
+  STALENESS_ACTION_UNSPECIFIED = 0,
+  /** STALENESS_ACTION_CONTINUE - Let it finish: items keep their own versions (partial rollout; the trainer corrects with importance weights). */
+  STALENESS_ACTION_CONTINUE = 1,
+  /** STALENESS_ACTION_DROP - Cancel it (or drop it if it already finished), report `dropped`, return its credit. GROUP delivery only. */
+  STALENESS_ACTION_DROP = 2,
+  /** STALENESS_ACTION_RESTART - Run it again from scratch under the current version; it is delivered once. GROUP delivery only. */
+  STALENESS_ACTION_RESTART = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function stalenessActionFromJSON(object: any): StalenessAction {
+  switch (object) {
+    case 0:
+    case "STALENESS_ACTION_UNSPECIFIED":
+      return StalenessAction.STALENESS_ACTION_UNSPECIFIED;
+    case 1:
+    case "STALENESS_ACTION_CONTINUE":
+      return StalenessAction.STALENESS_ACTION_CONTINUE;
+    case 2:
+    case "STALENESS_ACTION_DROP":
+      return StalenessAction.STALENESS_ACTION_DROP;
+    case 3:
+    case "STALENESS_ACTION_RESTART":
+      return StalenessAction.STALENESS_ACTION_RESTART;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return StalenessAction.UNRECOGNIZED;
+  }
+}
+
+export function stalenessActionToJSON(object: StalenessAction): string {
+  switch (object) {
+    case StalenessAction.STALENESS_ACTION_UNSPECIFIED:
+      return "STALENESS_ACTION_UNSPECIFIED";
+    case StalenessAction.STALENESS_ACTION_CONTINUE:
+      return "STALENESS_ACTION_CONTINUE";
+    case StalenessAction.STALENESS_ACTION_DROP:
+      return "STALENESS_ACTION_DROP";
+    case StalenessAction.STALENESS_ACTION_RESTART:
+      return "STALENESS_ACTION_RESTART";
+    case StalenessAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Why a group was dropped. */
+export enum DropReason {
+  /** DROP_REASON_UNSPECIFIED - Not set. */
+  DROP_REASON_UNSPECIFIED = 0,
+  /** DROP_REASON_STALE - Older than the lag bound allows (staleness DROP, or RESTART after too many restarts). */
+  DROP_REASON_STALE = 1,
+  /** DROP_REASON_UNIFORM - All rewards equal (drop_uniform_groups). */
+  DROP_REASON_UNIFORM = 2,
+  /** DROP_REASON_CANCELLED - The trainer cancelled its task. */
+  DROP_REASON_CANCELLED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function dropReasonFromJSON(object: any): DropReason {
+  switch (object) {
+    case 0:
+    case "DROP_REASON_UNSPECIFIED":
+      return DropReason.DROP_REASON_UNSPECIFIED;
+    case 1:
+    case "DROP_REASON_STALE":
+      return DropReason.DROP_REASON_STALE;
+    case 2:
+    case "DROP_REASON_UNIFORM":
+      return DropReason.DROP_REASON_UNIFORM;
+    case 3:
+    case "DROP_REASON_CANCELLED":
+      return DropReason.DROP_REASON_CANCELLED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DropReason.UNRECOGNIZED;
+  }
+}
+
+export function dropReasonToJSON(object: DropReason): string {
+  switch (object) {
+    case DropReason.DROP_REASON_UNSPECIFIED:
+      return "DROP_REASON_UNSPECIFIED";
+    case DropReason.DROP_REASON_STALE:
+      return "DROP_REASON_STALE";
+    case DropReason.DROP_REASON_UNIFORM:
+      return "DROP_REASON_UNIFORM";
+    case DropReason.DROP_REASON_CANCELLED:
+      return "DROP_REASON_CANCELLED";
+    case DropReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** One run of tokens of a training view: token_ids[start:end]. */
+export interface TrainingSegment {
+  /** What the tokens are. */
+  kind: SegmentKind;
+  /** First token index (inclusive). */
+  start: number;
+  /** Last token index (exclusive). */
+  end: number;
+  /** The model turn (0-based) this segment belongs to: a turn's CONTEXT (or PROMPT) precedes its GENERATED tokens. */
+  turn: number;
+  /** The policy version that generated the tokens (GENERATED segments), when known. */
+  policyVersion?: number | undefined;
+}
+
+/**
+ * Turn k+1's prompt did not begin with turn k's prompt followed by its generation (a chat template that re-renders
+ * earlier turns differently, a tokenizer that merges across the boundary, ...).
+ */
+export interface PrefixViolation {
+  /** The turn whose prompt broke the prefix (>= 1). */
+  turn: number;
+  /** The first token position where the prompt differs from the sequence so far. */
+  position: number;
+  /** The token the sequence so far has at that position. */
+  expectedToken: number;
+  /** The token the new prompt has at that position; -1 when the prompt ended there. */
+  actualToken: number;
+}
+
+/**
+ * The whole episode as one token sequence, for trainers that bring their own loss: the first prompt, each generated
+ * segment and the tokens between them, exactly as the model saw and produced them. Built on the server from each
+ * turn's token data. On a prefix violation the view holds no tokens, only `prefix_violation` (never a spliced guess):
+ * the rollout is still scored, and trainers exclude it from the loss.
+ */
+export interface TrainingView {
+  /** The token ids, in order. */
+  tokenIds: number[];
+  /** 1 exactly on the tokens the policy generated, 0 elsewhere; 1:1 with token_ids. */
+  lossMask: number[];
+  /**
+   * The log-probability of each generated token under the sampling policy; 0 where loss_mask is 0. 1:1 with
+   * token_ids.
+   */
+  logprobs: number[];
+  /** The runs of tokens, in order, covering token_ids. */
+  segments: TrainingSegment[];
+  /** The length of the first prompt (token_ids[:prompt_length] is the prompt; the rest is the "completion"). */
+  promptLength: number;
+  /** Set when the turns' token data broke the prefix property; the view then holds no tokens. */
+  prefixViolation:
+    | PrefixViolation
+    | undefined;
+  /** Why no view could be built although one was asked for ("no token data on turn 2", ...); empty otherwise. */
+  unavailableReason: string;
 }
 
 /** Sampling parameters that override those of every task's responses_create_params. */
@@ -213,6 +472,18 @@ export interface Rollout {
   failureKind: FailureKind;
   /** The most attempts any one step needed (1 when nothing was retried); on a failure, the failing step's attempts. */
   attempts: number;
+  /** The trainer's key of the task (StreamRollouts); empty for CollectRollouts. */
+  taskKey: string;
+  /** The oldest policy version of any generated item, when the items carry versions. */
+  minPolicyVersion?:
+    | number
+    | undefined;
+  /** The newest policy version of any generated item, when the items carry versions. */
+  maxPolicyVersion?:
+    | number
+    | undefined;
+  /** The episode as one token sequence (view ROLLOUT_VIEW_TRAINING only). */
+  trainingView: TrainingView | undefined;
 }
 
 export interface Rollout_MetricsEntry {
@@ -351,6 +622,757 @@ export interface CollectRolloutsResponse {
     { $case: "summary"; value: CollectionSummary }
     | undefined;
 }
+
+/** How stale data is handled. */
+export interface StalenessPolicy {
+  /**
+   * A group is stale when one of its items has a version older than (announced version - max_policy_lag). Absent:
+   * no bound (versions are only tagged).
+   */
+  maxPolicyLag?:
+    | number
+    | undefined;
+  /** What to do with a stale group. */
+  action: StalenessAction;
+}
+
+/** The first trainer message: what to run and how to deliver it. */
+export interface StreamOpen {
+  /** The agent instance name. */
+  agent: string;
+  /** Rollouts per task (the group size); 0 means 1. */
+  numRepeats: number;
+  /** Sampling overrides applied to every task. */
+  sampling:
+    | SamplingParams
+    | undefined;
+  /** Per-rollout timeout in seconds; absent means the server default. */
+  rolloutTimeoutSeconds?:
+    | number
+    | undefined;
+  /** How much of each rollout to send (TRAINING adds the token training view). */
+  view: RolloutView;
+  /**
+   * The most groups running at once, on top of the credit bound; 0 means no bound beyond credits (capped by the
+   * server's max_in_flight in rollouts).
+   */
+  maxGroupsRunning: number;
+  /** Staleness handling. */
+  staleness:
+    | StalenessPolicy
+    | undefined;
+  /** ROLLOUT or GROUP delivery. */
+  delivery: DeliveryMode;
+  /**
+   * Drop groups whose rollouts all succeeded with equal rewards (no GRPO signal): report `dropped` and return the
+   * credit (DAPO's dynamic sampling). GROUP delivery only.
+   */
+  dropUniformGroups: boolean;
+  /** Seconds of stream silence after which the server sends a heartbeat; absent means the server default. */
+  heartbeatIntervalSeconds?:
+    | number
+    | undefined;
+  /** Re-attach to a stream opened earlier (the token from its StreamOpened); every other field is then ignored. */
+  resumeToken: string;
+  /** The policy version in force from the start; absent means no version. */
+  policyVersion?: number | undefined;
+}
+
+/** One task of a stream. */
+export interface KeyedTask {
+  /** The trainer's key, unique in the stream; rollouts and groups carry it back. */
+  taskKey: string;
+  /** The task. */
+  task: Task | undefined;
+}
+
+/** Tasks appended to the stream's queue. */
+export interface StreamTasks {
+  /** The tasks, run in the order they arrive (as credits allow). */
+  tasks: KeyedTask[];
+}
+
+/** More credits: each lets the server start one more group. */
+export interface StreamCredit {
+  /** Groups to add (> 0). */
+  groups: number;
+}
+
+/** A new policy version. */
+export interface StreamPolicy {
+  /** The version (>= the previous one). Model calls that start after this message are stamped with it. */
+  version: number;
+}
+
+/** Ids the trainer has durably consumed: they are no longer kept for a resume. */
+export interface StreamAck {
+  /** Rollout ids (ROLLOUT delivery) or group ids (GROUP delivery). */
+  ids: string[];
+}
+
+/** Tasks to cancel: queued ones are removed, running ones cancelled (sessions closed), credits returned. */
+export interface StreamCancel {
+  /** The task keys. */
+  taskKeys: string[];
+}
+
+/**
+ * One trainer message of StreamRollouts. Half-closing the request stream means: finish what was admitted, then send
+ * the summary and end with OK.
+ */
+export interface StreamRolloutsRequest {
+  /** The message. */
+  message:
+    | //
+    /** The first message, exactly once. */
+    { $case: "open"; value: StreamOpen }
+    | //
+    /** Append tasks. */
+    { $case: "tasks"; value: StreamTasks }
+    | //
+    /** Grant credits. */
+    { $case: "credit"; value: StreamCredit }
+    | //
+    /** Announce a policy version. */
+    { $case: "policy"; value: StreamPolicy }
+    | //
+    /** Acknowledge delivered rollouts or groups. */
+    { $case: "ack"; value: StreamAck }
+    | //
+    /** Cancel tasks. */
+    { $case: "cancel"; value: StreamCancel }
+    | undefined;
+}
+
+/** The server's answer to `open`. */
+export interface StreamOpened {
+  /** The stream id. */
+  streamId: string;
+  /** Re-open with this token after a lost connection to get the unacknowledged results again (secret). */
+  resumeToken: string;
+  /** True when this answers a resume: unacknowledged results follow, then the stream goes on. */
+  resumed: boolean;
+  /** The policy version in force, when one was announced. */
+  policyVersion?: number | undefined;
+}
+
+/** A whole group (GROUP delivery). */
+export interface RolloutGroup {
+  /** The group id. */
+  groupId: string;
+  /** The trainer's task key. */
+  taskKey: string;
+  /** Its rollouts, by rollout index (failed ones included: failures are data). */
+  rollouts: Rollout[];
+  /** How many times the group was run again from scratch (RESTART staleness). */
+  restarts: number;
+}
+
+/** A group the server will not deliver. */
+export interface GroupDropped {
+  /** The group id. */
+  groupId: string;
+  /** The trainer's task key. */
+  taskKey: string;
+  /** Why. */
+  reason: DropReason;
+  /** The oldest policy version among its items, when any. */
+  minPolicyVersion?:
+    | number
+    | undefined;
+  /** The newest policy version among its items, when any. */
+  maxPolicyVersion?:
+    | number
+    | undefined;
+  /** Credits returned to the trainer by this drop (1, or 0 when the group had not started). */
+  creditReturned: number;
+  /** The rewards of its succeeded rollouts (UNIFORM: all equal). */
+  rewards: number[];
+  /** Human-readable detail. */
+  message: string;
+}
+
+/** The stream's state, sent when it was idle. */
+export interface StreamHeartbeat {
+  /** Credits granted and not yet used by a started group. */
+  creditsAvailable: number;
+  /** Groups started and not yet delivered or dropped. */
+  groupsRunning: number;
+  /** Tasks waiting for a credit. */
+  queuedTasks: number;
+  /** The policy version in force, when one was announced. */
+  policyVersion?:
+    | number
+    | undefined;
+  /** Rollouts running now. */
+  rolloutsRunning: number;
+  /** Delivered results not yet acknowledged. */
+  unacked: number;
+}
+
+/** The last server message; the stream then ends with OK. */
+export interface StreamSummary {
+  /** Rollouts delivered that produced a reward. */
+  succeeded: number;
+  /** Rollouts delivered that failed. */
+  failed: number;
+  /** Groups delivered. */
+  groupsDelivered: number;
+  /** Groups dropped (any reason). */
+  groupsDropped: number;
+  /** Groups run again from scratch (RESTART). */
+  groupsRestarted: number;
+  /** Tasks never started (no credit before the half-close). */
+  tasksNotStarted: number;
+  /** Aggregates of "reward" and of every numeric or boolean metric over the delivered rollouts. */
+  metrics: { [key: string]: MetricStats };
+  /** Seconds from open to summary. */
+  durationSeconds: number;
+  /** The most groups that ran at once (never more than the credits granted). */
+  peakGroupsRunning: number;
+}
+
+export interface StreamSummary_MetricsEntry {
+  key: string;
+  value: MetricStats | undefined;
+}
+
+/** One server message of StreamRollouts. */
+export interface StreamRolloutsResponse {
+  /** The message. */
+  message:
+    | //
+    /** The answer to `open`. */
+    { $case: "opened"; value: StreamOpened }
+    | //
+    /** One finished rollout (ROLLOUT delivery). */
+    { $case: "rollout"; value: Rollout }
+    | //
+    /** One finished group (GROUP delivery). */
+    { $case: "group"; value: RolloutGroup }
+    | //
+    /** A group that will not be delivered. */
+    { $case: "dropped"; value: GroupDropped }
+    | //
+    /** Idle but alive. */
+    { $case: "heartbeat"; value: StreamHeartbeat }
+    | //
+    /** The last message. */
+    { $case: "summary"; value: StreamSummary }
+    | //
+    /** A trainer message was rejected (a duplicate task key, a version going backwards, ...); the stream goes on. */
+    { $case: "error"; value: StreamError }
+    | undefined;
+}
+
+/** A rejected trainer message: nothing of it was applied, and nothing else on the stream changed. */
+export interface StreamError {
+  /** The 0-based position of the rejected message among the trainer's messages (`open` is 0). */
+  messageIndex: number;
+  /** Why, with google.rpc details: ErrorInfo, and BadRequest naming the field (e.g. "tasks.tasks[2].task_key"). */
+  status: Status | undefined;
+}
+
+function createBaseTrainingSegment(): TrainingSegment {
+  return { kind: 0, start: 0, end: 0, turn: 0, policyVersion: undefined };
+}
+
+export const TrainingSegment: MessageFns<TrainingSegment> = {
+  encode(message: TrainingSegment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.start !== 0) {
+      writer.uint32(16).int32(message.start);
+    }
+    if (message.end !== 0) {
+      writer.uint32(24).int32(message.end);
+    }
+    if (message.turn !== 0) {
+      writer.uint32(32).int32(message.turn);
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(40).int64(message.policyVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrainingSegment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrainingSegment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.start = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.end = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.turn = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrainingSegment {
+    return {
+      kind: isSet(object.kind) ? segmentKindFromJSON(object.kind) : 0,
+      start: isSet(object.start) ? globalThis.Number(object.start) : 0,
+      end: isSet(object.end) ? globalThis.Number(object.end) : 0,
+      turn: isSet(object.turn) ? globalThis.Number(object.turn) : 0,
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TrainingSegment): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = segmentKindToJSON(message.kind);
+    }
+    if (message.start !== 0) {
+      obj.start = Math.round(message.start);
+    }
+    if (message.end !== 0) {
+      obj.end = Math.round(message.end);
+    }
+    if (message.turn !== 0) {
+      obj.turn = Math.round(message.turn);
+    }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrainingSegment>, I>>(base?: I): TrainingSegment {
+    return TrainingSegment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrainingSegment>, I>>(object: I): TrainingSegment {
+    const message = createBaseTrainingSegment();
+    message.kind = object.kind ?? 0;
+    message.start = object.start ?? 0;
+    message.end = object.end ?? 0;
+    message.turn = object.turn ?? 0;
+    message.policyVersion = object.policyVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBasePrefixViolation(): PrefixViolation {
+  return { turn: 0, position: 0, expectedToken: 0, actualToken: 0 };
+}
+
+export const PrefixViolation: MessageFns<PrefixViolation> = {
+  encode(message: PrefixViolation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.turn !== 0) {
+      writer.uint32(8).int32(message.turn);
+    }
+    if (message.position !== 0) {
+      writer.uint32(16).int32(message.position);
+    }
+    if (message.expectedToken !== 0) {
+      writer.uint32(24).int32(message.expectedToken);
+    }
+    if (message.actualToken !== 0) {
+      writer.uint32(32).int32(message.actualToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefixViolation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefixViolation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.turn = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.position = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedToken = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.actualToken = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefixViolation {
+    return {
+      turn: isSet(object.turn) ? globalThis.Number(object.turn) : 0,
+      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
+      expectedToken: isSet(object.expectedToken)
+        ? globalThis.Number(object.expectedToken)
+        : isSet(object.expected_token)
+        ? globalThis.Number(object.expected_token)
+        : 0,
+      actualToken: isSet(object.actualToken)
+        ? globalThis.Number(object.actualToken)
+        : isSet(object.actual_token)
+        ? globalThis.Number(object.actual_token)
+        : 0,
+    };
+  },
+
+  toJSON(message: PrefixViolation): unknown {
+    const obj: any = {};
+    if (message.turn !== 0) {
+      obj.turn = Math.round(message.turn);
+    }
+    if (message.position !== 0) {
+      obj.position = Math.round(message.position);
+    }
+    if (message.expectedToken !== 0) {
+      obj.expectedToken = Math.round(message.expectedToken);
+    }
+    if (message.actualToken !== 0) {
+      obj.actualToken = Math.round(message.actualToken);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefixViolation>, I>>(base?: I): PrefixViolation {
+    return PrefixViolation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefixViolation>, I>>(object: I): PrefixViolation {
+    const message = createBasePrefixViolation();
+    message.turn = object.turn ?? 0;
+    message.position = object.position ?? 0;
+    message.expectedToken = object.expectedToken ?? 0;
+    message.actualToken = object.actualToken ?? 0;
+    return message;
+  },
+};
+
+function createBaseTrainingView(): TrainingView {
+  return {
+    tokenIds: [],
+    lossMask: [],
+    logprobs: [],
+    segments: [],
+    promptLength: 0,
+    prefixViolation: undefined,
+    unavailableReason: "",
+  };
+}
+
+export const TrainingView: MessageFns<TrainingView> = {
+  encode(message: TrainingView, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tokenIds.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.tokenIds) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.lossMask.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.lossMask) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.logprobs.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.logprobs) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    for (const v of message.segments) {
+      TrainingSegment.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.promptLength !== 0) {
+      writer.uint32(40).int32(message.promptLength);
+    }
+    if (message.prefixViolation !== undefined) {
+      PrefixViolation.encode(message.prefixViolation, writer.uint32(50).fork()).join();
+    }
+    if (message.unavailableReason !== "") {
+      writer.uint32(58).string(message.unavailableReason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrainingView {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrainingView();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.tokenIds.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.tokenIds.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.lossMask.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.lossMask.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag === 29) {
+              message.logprobs.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.logprobs.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.segments.push(TrainingSegment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.promptLength = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.prefixViolation = PrefixViolation.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.unavailableReason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrainingView {
+    return {
+      tokenIds: globalThis.Array.isArray(object?.tokenIds)
+        ? object.tokenIds.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.token_ids)
+        ? object.token_ids.map((e: any) => globalThis.Number(e))
+        : [],
+      lossMask: globalThis.Array.isArray(object?.lossMask)
+        ? object.lossMask.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.loss_mask)
+        ? object.loss_mask.map((e: any) => globalThis.Number(e))
+        : [],
+      logprobs: globalThis.Array.isArray(object?.logprobs) ? object.logprobs.map((e: any) => globalThis.Number(e)) : [],
+      segments: globalThis.Array.isArray(object?.segments)
+        ? object.segments.map((e: any) => TrainingSegment.fromJSON(e))
+        : [],
+      promptLength: isSet(object.promptLength)
+        ? globalThis.Number(object.promptLength)
+        : isSet(object.prompt_length)
+        ? globalThis.Number(object.prompt_length)
+        : 0,
+      prefixViolation: isSet(object.prefixViolation)
+        ? PrefixViolation.fromJSON(object.prefixViolation)
+        : isSet(object.prefix_violation)
+        ? PrefixViolation.fromJSON(object.prefix_violation)
+        : undefined,
+      unavailableReason: isSet(object.unavailableReason)
+        ? globalThis.String(object.unavailableReason)
+        : isSet(object.unavailable_reason)
+        ? globalThis.String(object.unavailable_reason)
+        : "",
+    };
+  },
+
+  toJSON(message: TrainingView): unknown {
+    const obj: any = {};
+    if (message.tokenIds?.length) {
+      obj.tokenIds = message.tokenIds.map((e) => Math.round(e));
+    }
+    if (message.lossMask?.length) {
+      obj.lossMask = message.lossMask.map((e) => Math.round(e));
+    }
+    if (message.logprobs?.length) {
+      obj.logprobs = message.logprobs.map((e) => floatToJson(e));
+    }
+    if (message.segments?.length) {
+      obj.segments = message.segments.map((e) => TrainingSegment.toJSON(e));
+    }
+    if (message.promptLength !== 0) {
+      obj.promptLength = Math.round(message.promptLength);
+    }
+    if (message.prefixViolation !== undefined) {
+      obj.prefixViolation = PrefixViolation.toJSON(message.prefixViolation);
+    }
+    if (message.unavailableReason !== "") {
+      obj.unavailableReason = message.unavailableReason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrainingView>, I>>(base?: I): TrainingView {
+    return TrainingView.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrainingView>, I>>(object: I): TrainingView {
+    const message = createBaseTrainingView();
+    message.tokenIds = object.tokenIds?.map((e) => e) || [];
+    message.lossMask = object.lossMask?.map((e) => e) || [];
+    message.logprobs = object.logprobs?.map((e) => e) || [];
+    message.segments = object.segments?.map((e) => TrainingSegment.fromPartial(e)) || [];
+    message.promptLength = object.promptLength ?? 0;
+    message.prefixViolation = (object.prefixViolation !== undefined && object.prefixViolation !== null)
+      ? PrefixViolation.fromPartial(object.prefixViolation)
+      : undefined;
+    message.unavailableReason = object.unavailableReason ?? "";
+    return message;
+  },
+};
 
 function createBaseSamplingParams(): SamplingParams {
   return { temperature: undefined, topP: undefined, maxOutputTokens: undefined, seed: undefined };
@@ -821,6 +1843,10 @@ function createBaseRollout(): Rollout {
     failure: undefined,
     failureKind: 0,
     attempts: 0,
+    taskKey: "",
+    minPolicyVersion: undefined,
+    maxPolicyVersion: undefined,
+    trainingView: undefined,
   };
 }
 
@@ -873,6 +1899,18 @@ export const Rollout: MessageFns<Rollout> = {
     }
     if (message.attempts !== 0) {
       writer.uint32(128).int32(message.attempts);
+    }
+    if (message.taskKey !== "") {
+      writer.uint32(138).string(message.taskKey);
+    }
+    if (message.minPolicyVersion !== undefined) {
+      writer.uint32(144).int64(message.minPolicyVersion);
+    }
+    if (message.maxPolicyVersion !== undefined) {
+      writer.uint32(152).int64(message.maxPolicyVersion);
+    }
+    if (message.trainingView !== undefined) {
+      TrainingView.encode(message.trainingView, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -1021,6 +2059,38 @@ export const Rollout: MessageFns<Rollout> = {
             message.attempts = reader.int32();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.taskKey = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.minPolicyVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.maxPolicyVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.trainingView = TrainingView.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1092,6 +2162,26 @@ export const Rollout: MessageFns<Rollout> = {
         ? failureKindFromJSON(object.failure_kind)
         : 0,
       attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      taskKey: isSet(object.taskKey)
+        ? globalThis.String(object.taskKey)
+        : isSet(object.task_key)
+        ? globalThis.String(object.task_key)
+        : "",
+      minPolicyVersion: isSet(object.minPolicyVersion)
+        ? globalThis.Number(object.minPolicyVersion)
+        : isSet(object.min_policy_version)
+        ? globalThis.Number(object.min_policy_version)
+        : undefined,
+      maxPolicyVersion: isSet(object.maxPolicyVersion)
+        ? globalThis.Number(object.maxPolicyVersion)
+        : isSet(object.max_policy_version)
+        ? globalThis.Number(object.max_policy_version)
+        : undefined,
+      trainingView: isSet(object.trainingView)
+        ? TrainingView.fromJSON(object.trainingView)
+        : isSet(object.training_view)
+        ? TrainingView.fromJSON(object.training_view)
+        : undefined,
     };
   },
 
@@ -1151,6 +2241,18 @@ export const Rollout: MessageFns<Rollout> = {
     if (message.attempts !== 0) {
       obj.attempts = Math.round(message.attempts);
     }
+    if (message.taskKey !== "") {
+      obj.taskKey = message.taskKey;
+    }
+    if (message.minPolicyVersion !== undefined) {
+      obj.minPolicyVersion = Math.round(message.minPolicyVersion);
+    }
+    if (message.maxPolicyVersion !== undefined) {
+      obj.maxPolicyVersion = Math.round(message.maxPolicyVersion);
+    }
+    if (message.trainingView !== undefined) {
+      obj.trainingView = TrainingView.toJSON(message.trainingView);
+    }
     return obj;
   },
 
@@ -1194,6 +2296,12 @@ export const Rollout: MessageFns<Rollout> = {
       : undefined;
     message.failureKind = object.failureKind ?? 0;
     message.attempts = object.attempts ?? 0;
+    message.taskKey = object.taskKey ?? "";
+    message.minPolicyVersion = object.minPolicyVersion ?? undefined;
+    message.maxPolicyVersion = object.maxPolicyVersion ?? undefined;
+    message.trainingView = (object.trainingView !== undefined && object.trainingView !== null)
+      ? TrainingView.fromPartial(object.trainingView)
+      : undefined;
     return message;
   },
 };
@@ -2552,6 +3660,2303 @@ export const CollectRolloutsResponse: MessageFns<CollectRolloutsResponse> = {
   },
 };
 
+function createBaseStalenessPolicy(): StalenessPolicy {
+  return { maxPolicyLag: undefined, action: 0 };
+}
+
+export const StalenessPolicy: MessageFns<StalenessPolicy> = {
+  encode(message: StalenessPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxPolicyLag !== undefined) {
+      writer.uint32(8).int64(message.maxPolicyLag);
+    }
+    if (message.action !== 0) {
+      writer.uint32(16).int32(message.action);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StalenessPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStalenessPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxPolicyLag = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StalenessPolicy {
+    return {
+      maxPolicyLag: isSet(object.maxPolicyLag)
+        ? globalThis.Number(object.maxPolicyLag)
+        : isSet(object.max_policy_lag)
+        ? globalThis.Number(object.max_policy_lag)
+        : undefined,
+      action: isSet(object.action) ? stalenessActionFromJSON(object.action) : 0,
+    };
+  },
+
+  toJSON(message: StalenessPolicy): unknown {
+    const obj: any = {};
+    if (message.maxPolicyLag !== undefined) {
+      obj.maxPolicyLag = Math.round(message.maxPolicyLag);
+    }
+    if (message.action !== 0) {
+      obj.action = stalenessActionToJSON(message.action);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StalenessPolicy>, I>>(base?: I): StalenessPolicy {
+    return StalenessPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StalenessPolicy>, I>>(object: I): StalenessPolicy {
+    const message = createBaseStalenessPolicy();
+    message.maxPolicyLag = object.maxPolicyLag ?? undefined;
+    message.action = object.action ?? 0;
+    return message;
+  },
+};
+
+function createBaseStreamOpen(): StreamOpen {
+  return {
+    agent: "",
+    numRepeats: 0,
+    sampling: undefined,
+    rolloutTimeoutSeconds: undefined,
+    view: 0,
+    maxGroupsRunning: 0,
+    staleness: undefined,
+    delivery: 0,
+    dropUniformGroups: false,
+    heartbeatIntervalSeconds: undefined,
+    resumeToken: "",
+    policyVersion: undefined,
+  };
+}
+
+export const StreamOpen: MessageFns<StreamOpen> = {
+  encode(message: StreamOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agent !== "") {
+      writer.uint32(10).string(message.agent);
+    }
+    if (message.numRepeats !== 0) {
+      writer.uint32(16).int32(message.numRepeats);
+    }
+    if (message.sampling !== undefined) {
+      SamplingParams.encode(message.sampling, writer.uint32(26).fork()).join();
+    }
+    if (message.rolloutTimeoutSeconds !== undefined) {
+      writer.uint32(33).double(message.rolloutTimeoutSeconds);
+    }
+    if (message.view !== 0) {
+      writer.uint32(40).int32(message.view);
+    }
+    if (message.maxGroupsRunning !== 0) {
+      writer.uint32(48).int32(message.maxGroupsRunning);
+    }
+    if (message.staleness !== undefined) {
+      StalenessPolicy.encode(message.staleness, writer.uint32(58).fork()).join();
+    }
+    if (message.delivery !== 0) {
+      writer.uint32(64).int32(message.delivery);
+    }
+    if (message.dropUniformGroups !== false) {
+      writer.uint32(72).bool(message.dropUniformGroups);
+    }
+    if (message.heartbeatIntervalSeconds !== undefined) {
+      writer.uint32(81).double(message.heartbeatIntervalSeconds);
+    }
+    if (message.resumeToken !== "") {
+      writer.uint32(90).string(message.resumeToken);
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(96).int64(message.policyVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamOpen {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamOpen();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.numRepeats = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sampling = SamplingParams.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.rolloutTimeoutSeconds = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.view = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxGroupsRunning = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.staleness = StalenessPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.delivery = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.dropUniformGroups = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.heartbeatIntervalSeconds = reader.double();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.resumeToken = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamOpen {
+    return {
+      agent: isSet(object.agent) ? globalThis.String(object.agent) : "",
+      numRepeats: isSet(object.numRepeats)
+        ? globalThis.Number(object.numRepeats)
+        : isSet(object.num_repeats)
+        ? globalThis.Number(object.num_repeats)
+        : 0,
+      sampling: isSet(object.sampling) ? SamplingParams.fromJSON(object.sampling) : undefined,
+      rolloutTimeoutSeconds: isSet(object.rolloutTimeoutSeconds)
+        ? globalThis.Number(object.rolloutTimeoutSeconds)
+        : isSet(object.rollout_timeout_seconds)
+        ? globalThis.Number(object.rollout_timeout_seconds)
+        : undefined,
+      view: isSet(object.view) ? rolloutViewFromJSON(object.view) : 0,
+      maxGroupsRunning: isSet(object.maxGroupsRunning)
+        ? globalThis.Number(object.maxGroupsRunning)
+        : isSet(object.max_groups_running)
+        ? globalThis.Number(object.max_groups_running)
+        : 0,
+      staleness: isSet(object.staleness) ? StalenessPolicy.fromJSON(object.staleness) : undefined,
+      delivery: isSet(object.delivery) ? deliveryModeFromJSON(object.delivery) : 0,
+      dropUniformGroups: isSet(object.dropUniformGroups)
+        ? globalThis.Boolean(object.dropUniformGroups)
+        : isSet(object.drop_uniform_groups)
+        ? globalThis.Boolean(object.drop_uniform_groups)
+        : false,
+      heartbeatIntervalSeconds: isSet(object.heartbeatIntervalSeconds)
+        ? globalThis.Number(object.heartbeatIntervalSeconds)
+        : isSet(object.heartbeat_interval_seconds)
+        ? globalThis.Number(object.heartbeat_interval_seconds)
+        : undefined,
+      resumeToken: isSet(object.resumeToken)
+        ? globalThis.String(object.resumeToken)
+        : isSet(object.resume_token)
+        ? globalThis.String(object.resume_token)
+        : "",
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
+    };
+  },
+
+  toJSON(message: StreamOpen): unknown {
+    const obj: any = {};
+    if (message.agent !== "") {
+      obj.agent = message.agent;
+    }
+    if (message.numRepeats !== 0) {
+      obj.numRepeats = Math.round(message.numRepeats);
+    }
+    if (message.sampling !== undefined) {
+      obj.sampling = SamplingParams.toJSON(message.sampling);
+    }
+    if (message.rolloutTimeoutSeconds !== undefined) {
+      obj.rolloutTimeoutSeconds = floatToJson(message.rolloutTimeoutSeconds);
+    }
+    if (message.view !== 0) {
+      obj.view = rolloutViewToJSON(message.view);
+    }
+    if (message.maxGroupsRunning !== 0) {
+      obj.maxGroupsRunning = Math.round(message.maxGroupsRunning);
+    }
+    if (message.staleness !== undefined) {
+      obj.staleness = StalenessPolicy.toJSON(message.staleness);
+    }
+    if (message.delivery !== 0) {
+      obj.delivery = deliveryModeToJSON(message.delivery);
+    }
+    if (message.dropUniformGroups !== false) {
+      obj.dropUniformGroups = message.dropUniformGroups;
+    }
+    if (message.heartbeatIntervalSeconds !== undefined) {
+      obj.heartbeatIntervalSeconds = floatToJson(message.heartbeatIntervalSeconds);
+    }
+    if (message.resumeToken !== "") {
+      obj.resumeToken = message.resumeToken;
+    }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamOpen>, I>>(base?: I): StreamOpen {
+    return StreamOpen.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamOpen>, I>>(object: I): StreamOpen {
+    const message = createBaseStreamOpen();
+    message.agent = object.agent ?? "";
+    message.numRepeats = object.numRepeats ?? 0;
+    message.sampling = (object.sampling !== undefined && object.sampling !== null)
+      ? SamplingParams.fromPartial(object.sampling)
+      : undefined;
+    message.rolloutTimeoutSeconds = object.rolloutTimeoutSeconds ?? undefined;
+    message.view = object.view ?? 0;
+    message.maxGroupsRunning = object.maxGroupsRunning ?? 0;
+    message.staleness = (object.staleness !== undefined && object.staleness !== null)
+      ? StalenessPolicy.fromPartial(object.staleness)
+      : undefined;
+    message.delivery = object.delivery ?? 0;
+    message.dropUniformGroups = object.dropUniformGroups ?? false;
+    message.heartbeatIntervalSeconds = object.heartbeatIntervalSeconds ?? undefined;
+    message.resumeToken = object.resumeToken ?? "";
+    message.policyVersion = object.policyVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseKeyedTask(): KeyedTask {
+  return { taskKey: "", task: undefined };
+}
+
+export const KeyedTask: MessageFns<KeyedTask> = {
+  encode(message: KeyedTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskKey !== "") {
+      writer.uint32(10).string(message.taskKey);
+    }
+    if (message.task !== undefined) {
+      Task.encode(message.task, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyedTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyedTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskKey = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.task = Task.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyedTask {
+    return {
+      taskKey: isSet(object.taskKey)
+        ? globalThis.String(object.taskKey)
+        : isSet(object.task_key)
+        ? globalThis.String(object.task_key)
+        : "",
+      task: isSet(object.task) ? Task.fromJSON(object.task) : undefined,
+    };
+  },
+
+  toJSON(message: KeyedTask): unknown {
+    const obj: any = {};
+    if (message.taskKey !== "") {
+      obj.taskKey = message.taskKey;
+    }
+    if (message.task !== undefined) {
+      obj.task = Task.toJSON(message.task);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyedTask>, I>>(base?: I): KeyedTask {
+    return KeyedTask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyedTask>, I>>(object: I): KeyedTask {
+    const message = createBaseKeyedTask();
+    message.taskKey = object.taskKey ?? "";
+    message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
+    return message;
+  },
+};
+
+function createBaseStreamTasks(): StreamTasks {
+  return { tasks: [] };
+}
+
+export const StreamTasks: MessageFns<StreamTasks> = {
+  encode(message: StreamTasks, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      KeyedTask.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamTasks {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamTasks();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(KeyedTask.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamTasks {
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => KeyedTask.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: StreamTasks): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => KeyedTask.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamTasks>, I>>(base?: I): StreamTasks {
+    return StreamTasks.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamTasks>, I>>(object: I): StreamTasks {
+    const message = createBaseStreamTasks();
+    message.tasks = object.tasks?.map((e) => KeyedTask.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseStreamCredit(): StreamCredit {
+  return { groups: 0 };
+}
+
+export const StreamCredit: MessageFns<StreamCredit> = {
+  encode(message: StreamCredit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groups !== 0) {
+      writer.uint32(8).int32(message.groups);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamCredit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamCredit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.groups = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamCredit {
+    return { groups: isSet(object.groups) ? globalThis.Number(object.groups) : 0 };
+  },
+
+  toJSON(message: StreamCredit): unknown {
+    const obj: any = {};
+    if (message.groups !== 0) {
+      obj.groups = Math.round(message.groups);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamCredit>, I>>(base?: I): StreamCredit {
+    return StreamCredit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamCredit>, I>>(object: I): StreamCredit {
+    const message = createBaseStreamCredit();
+    message.groups = object.groups ?? 0;
+    return message;
+  },
+};
+
+function createBaseStreamPolicy(): StreamPolicy {
+  return { version: 0 };
+}
+
+export const StreamPolicy: MessageFns<StreamPolicy> = {
+  encode(message: StreamPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).int64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamPolicy {
+    return { version: isSet(object.version) ? globalThis.Number(object.version) : 0 };
+  },
+
+  toJSON(message: StreamPolicy): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamPolicy>, I>>(base?: I): StreamPolicy {
+    return StreamPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamPolicy>, I>>(object: I): StreamPolicy {
+    const message = createBaseStreamPolicy();
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
+function createBaseStreamAck(): StreamAck {
+  return { ids: [] };
+}
+
+export const StreamAck: MessageFns<StreamAck> = {
+  encode(message: StreamAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ids) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamAck {
+    return { ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: StreamAck): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamAck>, I>>(base?: I): StreamAck {
+    return StreamAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamAck>, I>>(object: I): StreamAck {
+    const message = createBaseStreamAck();
+    message.ids = object.ids?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseStreamCancel(): StreamCancel {
+  return { taskKeys: [] };
+}
+
+export const StreamCancel: MessageFns<StreamCancel> = {
+  encode(message: StreamCancel, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.taskKeys) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamCancel {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamCancel();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskKeys.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamCancel {
+    return {
+      taskKeys: globalThis.Array.isArray(object?.taskKeys)
+        ? object.taskKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.task_keys)
+        ? object.task_keys.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: StreamCancel): unknown {
+    const obj: any = {};
+    if (message.taskKeys?.length) {
+      obj.taskKeys = message.taskKeys;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamCancel>, I>>(base?: I): StreamCancel {
+    return StreamCancel.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamCancel>, I>>(object: I): StreamCancel {
+    const message = createBaseStreamCancel();
+    message.taskKeys = object.taskKeys?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseStreamRolloutsRequest(): StreamRolloutsRequest {
+  return { message: undefined };
+}
+
+export const StreamRolloutsRequest: MessageFns<StreamRolloutsRequest> = {
+  encode(message: StreamRolloutsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.message?.$case) {
+      case "open":
+        StreamOpen.encode(message.message.value, writer.uint32(10).fork()).join();
+        break;
+      case "tasks":
+        StreamTasks.encode(message.message.value, writer.uint32(18).fork()).join();
+        break;
+      case "credit":
+        StreamCredit.encode(message.message.value, writer.uint32(26).fork()).join();
+        break;
+      case "policy":
+        StreamPolicy.encode(message.message.value, writer.uint32(34).fork()).join();
+        break;
+      case "ack":
+        StreamAck.encode(message.message.value, writer.uint32(42).fork()).join();
+        break;
+      case "cancel":
+        StreamCancel.encode(message.message.value, writer.uint32(50).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamRolloutsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamRolloutsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = { $case: "open", value: StreamOpen.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = { $case: "tasks", value: StreamTasks.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = { $case: "credit", value: StreamCredit.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = { $case: "policy", value: StreamPolicy.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = { $case: "ack", value: StreamAck.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.message = { $case: "cancel", value: StreamCancel.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamRolloutsRequest {
+    return {
+      message: isSet(object.open)
+        ? { $case: "open", value: StreamOpen.fromJSON(object.open) }
+        : isSet(object.tasks)
+        ? { $case: "tasks", value: StreamTasks.fromJSON(object.tasks) }
+        : isSet(object.credit)
+        ? { $case: "credit", value: StreamCredit.fromJSON(object.credit) }
+        : isSet(object.policy)
+        ? { $case: "policy", value: StreamPolicy.fromJSON(object.policy) }
+        : isSet(object.ack)
+        ? { $case: "ack", value: StreamAck.fromJSON(object.ack) }
+        : isSet(object.cancel)
+        ? { $case: "cancel", value: StreamCancel.fromJSON(object.cancel) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: StreamRolloutsRequest): unknown {
+    const obj: any = {};
+    if (message.message?.$case === "open") {
+      obj.open = StreamOpen.toJSON(message.message.value);
+    } else if (message.message?.$case === "tasks") {
+      obj.tasks = StreamTasks.toJSON(message.message.value);
+    } else if (message.message?.$case === "credit") {
+      obj.credit = StreamCredit.toJSON(message.message.value);
+    } else if (message.message?.$case === "policy") {
+      obj.policy = StreamPolicy.toJSON(message.message.value);
+    } else if (message.message?.$case === "ack") {
+      obj.ack = StreamAck.toJSON(message.message.value);
+    } else if (message.message?.$case === "cancel") {
+      obj.cancel = StreamCancel.toJSON(message.message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamRolloutsRequest>, I>>(base?: I): StreamRolloutsRequest {
+    return StreamRolloutsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamRolloutsRequest>, I>>(object: I): StreamRolloutsRequest {
+    const message = createBaseStreamRolloutsRequest();
+    switch (object.message?.$case) {
+      case "open": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "open", value: StreamOpen.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "tasks": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "tasks", value: StreamTasks.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "credit": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "credit", value: StreamCredit.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "policy": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "policy", value: StreamPolicy.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "ack": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "ack", value: StreamAck.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "cancel": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "cancel", value: StreamCancel.fromPartial(object.message.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseStreamOpened(): StreamOpened {
+  return { streamId: "", resumeToken: "", resumed: false, policyVersion: undefined };
+}
+
+export const StreamOpened: MessageFns<StreamOpened> = {
+  encode(message: StreamOpened, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.resumeToken !== "") {
+      writer.uint32(18).string(message.resumeToken);
+    }
+    if (message.resumed !== false) {
+      writer.uint32(24).bool(message.resumed);
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(32).int64(message.policyVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamOpened {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamOpened();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resumeToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.resumed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamOpened {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      resumeToken: isSet(object.resumeToken)
+        ? globalThis.String(object.resumeToken)
+        : isSet(object.resume_token)
+        ? globalThis.String(object.resume_token)
+        : "",
+      resumed: isSet(object.resumed) ? globalThis.Boolean(object.resumed) : false,
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
+    };
+  },
+
+  toJSON(message: StreamOpened): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.resumeToken !== "") {
+      obj.resumeToken = message.resumeToken;
+    }
+    if (message.resumed !== false) {
+      obj.resumed = message.resumed;
+    }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamOpened>, I>>(base?: I): StreamOpened {
+    return StreamOpened.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamOpened>, I>>(object: I): StreamOpened {
+    const message = createBaseStreamOpened();
+    message.streamId = object.streamId ?? "";
+    message.resumeToken = object.resumeToken ?? "";
+    message.resumed = object.resumed ?? false;
+    message.policyVersion = object.policyVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRolloutGroup(): RolloutGroup {
+  return { groupId: "", taskKey: "", rollouts: [], restarts: 0 };
+}
+
+export const RolloutGroup: MessageFns<RolloutGroup> = {
+  encode(message: RolloutGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.taskKey !== "") {
+      writer.uint32(18).string(message.taskKey);
+    }
+    for (const v of message.rollouts) {
+      Rollout.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.restarts !== 0) {
+      writer.uint32(32).int32(message.restarts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutGroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutGroup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rollouts.push(Rollout.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.restarts = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutGroup {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      taskKey: isSet(object.taskKey)
+        ? globalThis.String(object.taskKey)
+        : isSet(object.task_key)
+        ? globalThis.String(object.task_key)
+        : "",
+      rollouts: globalThis.Array.isArray(object?.rollouts) ? object.rollouts.map((e: any) => Rollout.fromJSON(e)) : [],
+      restarts: isSet(object.restarts) ? globalThis.Number(object.restarts) : 0,
+    };
+  },
+
+  toJSON(message: RolloutGroup): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.taskKey !== "") {
+      obj.taskKey = message.taskKey;
+    }
+    if (message.rollouts?.length) {
+      obj.rollouts = message.rollouts.map((e) => Rollout.toJSON(e));
+    }
+    if (message.restarts !== 0) {
+      obj.restarts = Math.round(message.restarts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutGroup>, I>>(base?: I): RolloutGroup {
+    return RolloutGroup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutGroup>, I>>(object: I): RolloutGroup {
+    const message = createBaseRolloutGroup();
+    message.groupId = object.groupId ?? "";
+    message.taskKey = object.taskKey ?? "";
+    message.rollouts = object.rollouts?.map((e) => Rollout.fromPartial(e)) || [];
+    message.restarts = object.restarts ?? 0;
+    return message;
+  },
+};
+
+function createBaseGroupDropped(): GroupDropped {
+  return {
+    groupId: "",
+    taskKey: "",
+    reason: 0,
+    minPolicyVersion: undefined,
+    maxPolicyVersion: undefined,
+    creditReturned: 0,
+    rewards: [],
+    message: "",
+  };
+}
+
+export const GroupDropped: MessageFns<GroupDropped> = {
+  encode(message: GroupDropped, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.taskKey !== "") {
+      writer.uint32(18).string(message.taskKey);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(24).int32(message.reason);
+    }
+    if (message.minPolicyVersion !== undefined) {
+      writer.uint32(32).int64(message.minPolicyVersion);
+    }
+    if (message.maxPolicyVersion !== undefined) {
+      writer.uint32(40).int64(message.maxPolicyVersion);
+    }
+    if (message.creditReturned !== 0) {
+      writer.uint32(48).int32(message.creditReturned);
+    }
+    if (message.rewards.length !== 0) {
+      writer.uint32(58).fork();
+      for (const v of message.rewards) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.message !== "") {
+      writer.uint32(66).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupDropped {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupDropped();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.minPolicyVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxPolicyVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.creditReturned = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag === 57) {
+              message.rewards.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 58) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.rewards.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupDropped {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      taskKey: isSet(object.taskKey)
+        ? globalThis.String(object.taskKey)
+        : isSet(object.task_key)
+        ? globalThis.String(object.task_key)
+        : "",
+      reason: isSet(object.reason) ? dropReasonFromJSON(object.reason) : 0,
+      minPolicyVersion: isSet(object.minPolicyVersion)
+        ? globalThis.Number(object.minPolicyVersion)
+        : isSet(object.min_policy_version)
+        ? globalThis.Number(object.min_policy_version)
+        : undefined,
+      maxPolicyVersion: isSet(object.maxPolicyVersion)
+        ? globalThis.Number(object.maxPolicyVersion)
+        : isSet(object.max_policy_version)
+        ? globalThis.Number(object.max_policy_version)
+        : undefined,
+      creditReturned: isSet(object.creditReturned)
+        ? globalThis.Number(object.creditReturned)
+        : isSet(object.credit_returned)
+        ? globalThis.Number(object.credit_returned)
+        : 0,
+      rewards: globalThis.Array.isArray(object?.rewards)
+        ? object.rewards.map((e: any) => globalThis.Number(e))
+        : [],
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: GroupDropped): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.taskKey !== "") {
+      obj.taskKey = message.taskKey;
+    }
+    if (message.reason !== 0) {
+      obj.reason = dropReasonToJSON(message.reason);
+    }
+    if (message.minPolicyVersion !== undefined) {
+      obj.minPolicyVersion = Math.round(message.minPolicyVersion);
+    }
+    if (message.maxPolicyVersion !== undefined) {
+      obj.maxPolicyVersion = Math.round(message.maxPolicyVersion);
+    }
+    if (message.creditReturned !== 0) {
+      obj.creditReturned = Math.round(message.creditReturned);
+    }
+    if (message.rewards?.length) {
+      obj.rewards = message.rewards.map((e) => floatToJson(e));
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GroupDropped>, I>>(base?: I): GroupDropped {
+    return GroupDropped.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GroupDropped>, I>>(object: I): GroupDropped {
+    const message = createBaseGroupDropped();
+    message.groupId = object.groupId ?? "";
+    message.taskKey = object.taskKey ?? "";
+    message.reason = object.reason ?? 0;
+    message.minPolicyVersion = object.minPolicyVersion ?? undefined;
+    message.maxPolicyVersion = object.maxPolicyVersion ?? undefined;
+    message.creditReturned = object.creditReturned ?? 0;
+    message.rewards = object.rewards?.map((e) => e) || [];
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseStreamHeartbeat(): StreamHeartbeat {
+  return {
+    creditsAvailable: 0,
+    groupsRunning: 0,
+    queuedTasks: 0,
+    policyVersion: undefined,
+    rolloutsRunning: 0,
+    unacked: 0,
+  };
+}
+
+export const StreamHeartbeat: MessageFns<StreamHeartbeat> = {
+  encode(message: StreamHeartbeat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.creditsAvailable !== 0) {
+      writer.uint32(8).int32(message.creditsAvailable);
+    }
+    if (message.groupsRunning !== 0) {
+      writer.uint32(16).int32(message.groupsRunning);
+    }
+    if (message.queuedTasks !== 0) {
+      writer.uint32(24).int32(message.queuedTasks);
+    }
+    if (message.policyVersion !== undefined) {
+      writer.uint32(32).int64(message.policyVersion);
+    }
+    if (message.rolloutsRunning !== 0) {
+      writer.uint32(40).int32(message.rolloutsRunning);
+    }
+    if (message.unacked !== 0) {
+      writer.uint32(48).int32(message.unacked);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamHeartbeat {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamHeartbeat();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.creditsAvailable = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.groupsRunning = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.queuedTasks = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.policyVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.rolloutsRunning = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.unacked = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamHeartbeat {
+    return {
+      creditsAvailable: isSet(object.creditsAvailable)
+        ? globalThis.Number(object.creditsAvailable)
+        : isSet(object.credits_available)
+        ? globalThis.Number(object.credits_available)
+        : 0,
+      groupsRunning: isSet(object.groupsRunning)
+        ? globalThis.Number(object.groupsRunning)
+        : isSet(object.groups_running)
+        ? globalThis.Number(object.groups_running)
+        : 0,
+      queuedTasks: isSet(object.queuedTasks)
+        ? globalThis.Number(object.queuedTasks)
+        : isSet(object.queued_tasks)
+        ? globalThis.Number(object.queued_tasks)
+        : 0,
+      policyVersion: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : undefined,
+      rolloutsRunning: isSet(object.rolloutsRunning)
+        ? globalThis.Number(object.rolloutsRunning)
+        : isSet(object.rollouts_running)
+        ? globalThis.Number(object.rollouts_running)
+        : 0,
+      unacked: isSet(object.unacked) ? globalThis.Number(object.unacked) : 0,
+    };
+  },
+
+  toJSON(message: StreamHeartbeat): unknown {
+    const obj: any = {};
+    if (message.creditsAvailable !== 0) {
+      obj.creditsAvailable = Math.round(message.creditsAvailable);
+    }
+    if (message.groupsRunning !== 0) {
+      obj.groupsRunning = Math.round(message.groupsRunning);
+    }
+    if (message.queuedTasks !== 0) {
+      obj.queuedTasks = Math.round(message.queuedTasks);
+    }
+    if (message.policyVersion !== undefined) {
+      obj.policyVersion = Math.round(message.policyVersion);
+    }
+    if (message.rolloutsRunning !== 0) {
+      obj.rolloutsRunning = Math.round(message.rolloutsRunning);
+    }
+    if (message.unacked !== 0) {
+      obj.unacked = Math.round(message.unacked);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamHeartbeat>, I>>(base?: I): StreamHeartbeat {
+    return StreamHeartbeat.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamHeartbeat>, I>>(object: I): StreamHeartbeat {
+    const message = createBaseStreamHeartbeat();
+    message.creditsAvailable = object.creditsAvailable ?? 0;
+    message.groupsRunning = object.groupsRunning ?? 0;
+    message.queuedTasks = object.queuedTasks ?? 0;
+    message.policyVersion = object.policyVersion ?? undefined;
+    message.rolloutsRunning = object.rolloutsRunning ?? 0;
+    message.unacked = object.unacked ?? 0;
+    return message;
+  },
+};
+
+function createBaseStreamSummary(): StreamSummary {
+  return {
+    succeeded: 0,
+    failed: 0,
+    groupsDelivered: 0,
+    groupsDropped: 0,
+    groupsRestarted: 0,
+    tasksNotStarted: 0,
+    metrics: {},
+    durationSeconds: 0,
+    peakGroupsRunning: 0,
+  };
+}
+
+export const StreamSummary: MessageFns<StreamSummary> = {
+  encode(message: StreamSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.succeeded !== 0) {
+      writer.uint32(8).int32(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(16).int32(message.failed);
+    }
+    if (message.groupsDelivered !== 0) {
+      writer.uint32(24).int32(message.groupsDelivered);
+    }
+    if (message.groupsDropped !== 0) {
+      writer.uint32(32).int32(message.groupsDropped);
+    }
+    if (message.groupsRestarted !== 0) {
+      writer.uint32(40).int32(message.groupsRestarted);
+    }
+    if (message.tasksNotStarted !== 0) {
+      writer.uint32(48).int32(message.tasksNotStarted);
+    }
+    globalThis.Object.entries(message.metrics).forEach(([key, value]: [string, MetricStats]) => {
+      StreamSummary_MetricsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
+    if (message.durationSeconds !== 0) {
+      writer.uint32(65).double(message.durationSeconds);
+    }
+    if (message.peakGroupsRunning !== 0) {
+      writer.uint32(72).int32(message.peakGroupsRunning);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.succeeded = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failed = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.groupsDelivered = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.groupsDropped = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.groupsRestarted = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.tasksNotStarted = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = StreamSummary_MetricsEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.metrics[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.durationSeconds = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.peakGroupsRunning = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamSummary {
+    return {
+      succeeded: isSet(object.succeeded) ? globalThis.Number(object.succeeded) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      groupsDelivered: isSet(object.groupsDelivered)
+        ? globalThis.Number(object.groupsDelivered)
+        : isSet(object.groups_delivered)
+        ? globalThis.Number(object.groups_delivered)
+        : 0,
+      groupsDropped: isSet(object.groupsDropped)
+        ? globalThis.Number(object.groupsDropped)
+        : isSet(object.groups_dropped)
+        ? globalThis.Number(object.groups_dropped)
+        : 0,
+      groupsRestarted: isSet(object.groupsRestarted)
+        ? globalThis.Number(object.groupsRestarted)
+        : isSet(object.groups_restarted)
+        ? globalThis.Number(object.groups_restarted)
+        : 0,
+      tasksNotStarted: isSet(object.tasksNotStarted)
+        ? globalThis.Number(object.tasksNotStarted)
+        : isSet(object.tasks_not_started)
+        ? globalThis.Number(object.tasks_not_started)
+        : 0,
+      metrics: isObject(object.metrics)
+        ? (globalThis.Object.entries(object.metrics) as [string, any][]).reduce(
+          (acc: { [key: string]: MetricStats }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: MetricStats.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      durationSeconds: isSet(object.durationSeconds)
+        ? globalThis.Number(object.durationSeconds)
+        : isSet(object.duration_seconds)
+        ? globalThis.Number(object.duration_seconds)
+        : 0,
+      peakGroupsRunning: isSet(object.peakGroupsRunning)
+        ? globalThis.Number(object.peakGroupsRunning)
+        : isSet(object.peak_groups_running)
+        ? globalThis.Number(object.peak_groups_running)
+        : 0,
+    };
+  },
+
+  toJSON(message: StreamSummary): unknown {
+    const obj: any = {};
+    if (message.succeeded !== 0) {
+      obj.succeeded = Math.round(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.groupsDelivered !== 0) {
+      obj.groupsDelivered = Math.round(message.groupsDelivered);
+    }
+    if (message.groupsDropped !== 0) {
+      obj.groupsDropped = Math.round(message.groupsDropped);
+    }
+    if (message.groupsRestarted !== 0) {
+      obj.groupsRestarted = Math.round(message.groupsRestarted);
+    }
+    if (message.tasksNotStarted !== 0) {
+      obj.tasksNotStarted = Math.round(message.tasksNotStarted);
+    }
+    if (message.metrics) {
+      const entries = globalThis.Object.entries(message.metrics) as [string, MetricStats][];
+      if (entries.length > 0) {
+        obj.metrics = {};
+        entries.forEach(([k, v]) => {
+          obj.metrics[k] = MetricStats.toJSON(v);
+        });
+      }
+    }
+    if (message.durationSeconds !== 0) {
+      obj.durationSeconds = floatToJson(message.durationSeconds);
+    }
+    if (message.peakGroupsRunning !== 0) {
+      obj.peakGroupsRunning = Math.round(message.peakGroupsRunning);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamSummary>, I>>(base?: I): StreamSummary {
+    return StreamSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamSummary>, I>>(object: I): StreamSummary {
+    const message = createBaseStreamSummary();
+    message.succeeded = object.succeeded ?? 0;
+    message.failed = object.failed ?? 0;
+    message.groupsDelivered = object.groupsDelivered ?? 0;
+    message.groupsDropped = object.groupsDropped ?? 0;
+    message.groupsRestarted = object.groupsRestarted ?? 0;
+    message.tasksNotStarted = object.tasksNotStarted ?? 0;
+    message.metrics = (globalThis.Object.entries(object.metrics ?? {}) as [string, MetricStats][]).reduce(
+      (acc: { [key: string]: MetricStats }, [key, value]: [string, MetricStats]) => {
+        if (value !== undefined) {
+          acc[key] = MetricStats.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.durationSeconds = object.durationSeconds ?? 0;
+    message.peakGroupsRunning = object.peakGroupsRunning ?? 0;
+    return message;
+  },
+};
+
+function createBaseStreamSummary_MetricsEntry(): StreamSummary_MetricsEntry {
+  return { key: "", value: undefined };
+}
+
+export const StreamSummary_MetricsEntry: MessageFns<StreamSummary_MetricsEntry> = {
+  encode(message: StreamSummary_MetricsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      MetricStats.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamSummary_MetricsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamSummary_MetricsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = MetricStats.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamSummary_MetricsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? MetricStats.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: StreamSummary_MetricsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = MetricStats.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamSummary_MetricsEntry>, I>>(base?: I): StreamSummary_MetricsEntry {
+    return StreamSummary_MetricsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamSummary_MetricsEntry>, I>>(object: I): StreamSummary_MetricsEntry {
+    const message = createBaseStreamSummary_MetricsEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? MetricStats.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStreamRolloutsResponse(): StreamRolloutsResponse {
+  return { message: undefined };
+}
+
+export const StreamRolloutsResponse: MessageFns<StreamRolloutsResponse> = {
+  encode(message: StreamRolloutsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.message?.$case) {
+      case "opened":
+        StreamOpened.encode(message.message.value, writer.uint32(10).fork()).join();
+        break;
+      case "rollout":
+        Rollout.encode(message.message.value, writer.uint32(18).fork()).join();
+        break;
+      case "group":
+        RolloutGroup.encode(message.message.value, writer.uint32(26).fork()).join();
+        break;
+      case "dropped":
+        GroupDropped.encode(message.message.value, writer.uint32(34).fork()).join();
+        break;
+      case "heartbeat":
+        StreamHeartbeat.encode(message.message.value, writer.uint32(42).fork()).join();
+        break;
+      case "summary":
+        StreamSummary.encode(message.message.value, writer.uint32(50).fork()).join();
+        break;
+      case "error":
+        StreamError.encode(message.message.value, writer.uint32(58).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamRolloutsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamRolloutsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = { $case: "opened", value: StreamOpened.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = { $case: "rollout", value: Rollout.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = { $case: "group", value: RolloutGroup.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = { $case: "dropped", value: GroupDropped.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = { $case: "heartbeat", value: StreamHeartbeat.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.message = { $case: "summary", value: StreamSummary.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = { $case: "error", value: StreamError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamRolloutsResponse {
+    return {
+      message: isSet(object.opened)
+        ? { $case: "opened", value: StreamOpened.fromJSON(object.opened) }
+        : isSet(object.rollout)
+        ? { $case: "rollout", value: Rollout.fromJSON(object.rollout) }
+        : isSet(object.group)
+        ? { $case: "group", value: RolloutGroup.fromJSON(object.group) }
+        : isSet(object.dropped)
+        ? { $case: "dropped", value: GroupDropped.fromJSON(object.dropped) }
+        : isSet(object.heartbeat)
+        ? { $case: "heartbeat", value: StreamHeartbeat.fromJSON(object.heartbeat) }
+        : isSet(object.summary)
+        ? { $case: "summary", value: StreamSummary.fromJSON(object.summary) }
+        : isSet(object.error)
+        ? { $case: "error", value: StreamError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: StreamRolloutsResponse): unknown {
+    const obj: any = {};
+    if (message.message?.$case === "opened") {
+      obj.opened = StreamOpened.toJSON(message.message.value);
+    } else if (message.message?.$case === "rollout") {
+      obj.rollout = Rollout.toJSON(message.message.value);
+    } else if (message.message?.$case === "group") {
+      obj.group = RolloutGroup.toJSON(message.message.value);
+    } else if (message.message?.$case === "dropped") {
+      obj.dropped = GroupDropped.toJSON(message.message.value);
+    } else if (message.message?.$case === "heartbeat") {
+      obj.heartbeat = StreamHeartbeat.toJSON(message.message.value);
+    } else if (message.message?.$case === "summary") {
+      obj.summary = StreamSummary.toJSON(message.message.value);
+    } else if (message.message?.$case === "error") {
+      obj.error = StreamError.toJSON(message.message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamRolloutsResponse>, I>>(base?: I): StreamRolloutsResponse {
+    return StreamRolloutsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamRolloutsResponse>, I>>(object: I): StreamRolloutsResponse {
+    const message = createBaseStreamRolloutsResponse();
+    switch (object.message?.$case) {
+      case "opened": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "opened", value: StreamOpened.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "rollout": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "rollout", value: Rollout.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "group": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "group", value: RolloutGroup.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "dropped": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "dropped", value: GroupDropped.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "heartbeat": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "heartbeat", value: StreamHeartbeat.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "summary": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "summary", value: StreamSummary.fromPartial(object.message.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "error", value: StreamError.fromPartial(object.message.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseStreamError(): StreamError {
+  return { messageIndex: 0, status: undefined };
+}
+
+export const StreamError: MessageFns<StreamError> = {
+  encode(message: StreamError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageIndex !== 0) {
+      writer.uint32(8).int64(message.messageIndex);
+    }
+    if (message.status !== undefined) {
+      Status.encode(message.status, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.messageIndex = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = Status.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamError {
+    return {
+      messageIndex: isSet(object.messageIndex)
+        ? globalThis.Number(object.messageIndex)
+        : isSet(object.message_index)
+        ? globalThis.Number(object.message_index)
+        : 0,
+      status: isSet(object.status) ? Status.fromJSON(object.status) : undefined,
+    };
+  },
+
+  toJSON(message: StreamError): unknown {
+    const obj: any = {};
+    if (message.messageIndex !== 0) {
+      obj.messageIndex = Math.round(message.messageIndex);
+    }
+    if (message.status !== undefined) {
+      obj.status = Status.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamError>, I>>(base?: I): StreamError {
+    return StreamError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamError>, I>>(object: I): StreamError {
+    const message = createBaseStreamError();
+    message.messageIndex = object.messageIndex ?? 0;
+    message.status = (object.status !== undefined && object.status !== null)
+      ? Status.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
 /** The trainer-facing feed of scored rollouts. */
 export type RolloutServiceService = typeof RolloutServiceService;
 export const RolloutServiceService = {
@@ -2570,6 +5975,22 @@ export const RolloutServiceService = {
       Buffer.from(CollectRolloutsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CollectRolloutsResponse => CollectRolloutsResponse.decode(value),
   },
+  /**
+   * A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+   * versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+   * scored rollouts or whole groups back. See docs/protocol.md.
+   */
+  streamRollouts: {
+    path: "/gym.v1.RolloutService/StreamRollouts" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamRolloutsRequest): Buffer =>
+      Buffer.from(StreamRolloutsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamRolloutsRequest => StreamRolloutsRequest.decode(value),
+    responseSerialize: (value: StreamRolloutsResponse): Buffer =>
+      Buffer.from(StreamRolloutsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamRolloutsResponse => StreamRolloutsResponse.decode(value),
+  },
 } as const;
 
 export interface RolloutServiceServer extends UntypedServiceImplementation {
@@ -2578,6 +5999,12 @@ export interface RolloutServiceServer extends UntypedServiceImplementation {
    * status OK; a failed rollout is an event, never a stream error.
    */
   collectRollouts: handleServerStreamingCall<CollectRolloutsRequest, CollectRolloutsResponse>;
+  /**
+   * A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+   * versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+   * scored rollouts or whole groups back. See docs/protocol.md.
+   */
+  streamRollouts: handleBidiStreamingCall<StreamRolloutsRequest, StreamRolloutsResponse>;
 }
 
 export interface RolloutServiceClient extends Client {
@@ -2594,6 +6021,17 @@ export interface RolloutServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<CollectRolloutsResponse>;
+  /**
+   * A trainer-driven stream: the trainer appends tasks, grants credits (groups it can train on), announces policy
+   * versions and acks what it consumed; the server starts at most as many groups as credits allow and streams
+   * scored rollouts or whole groups back. See docs/protocol.md.
+   */
+  streamRollouts(): ClientDuplexStream<StreamRolloutsRequest, StreamRolloutsResponse>;
+  streamRollouts(options: Partial<CallOptions>): ClientDuplexStream<StreamRolloutsRequest, StreamRolloutsResponse>;
+  streamRollouts(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<StreamRolloutsRequest, StreamRolloutsResponse>;
 }
 
 export const RolloutServiceClient = makeGenericClientConstructor(

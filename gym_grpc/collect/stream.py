@@ -1,0 +1,508 @@
+"""The state machine behind `RolloutService.StreamRollouts`: one `StreamSession` per trainer stream.
+
+The trainer appends tasks (by key), grants credits (groups it can train on), announces policy versions and acks what
+it consumed; the session starts a group only when a credit is free (`credits` never goes below 0, so the groups
+started never exceed the credits granted, minus the credits that drops and cancels gave back), runs its repeats
+through the agent, and queues what to send: each rollout as it finishes (ROLLOUT delivery) or each whole group (GROUP).
+
+Staleness is applied here when a version is announced: a group (running, or finished and not yet sent) with an item
+older than `version - max_policy_lag` is dropped (its credit returned) or run again from scratch, as the trainer chose.
+
+Sent results stay in `unacked` until acked (bounded by count and age). A trainer that lost its connection re-opens with
+the resume token (`StreamRegistry`): the unacked results are sent again, then the stream goes on; nothing is re-run.
+While no trainer is attached no new group starts, and after `resume_seconds` without one everything is cancelled and
+every session closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from gym_grpc.agents.simple import RolloutSpec, SimpleAgent
+from gym_grpc.collect import ids
+from gym_grpc.collect.metrics import MetricsAggregator
+from gym_grpc.errors import (
+    FailedPreconditionError,
+    GymError,
+    InvalidArgumentError,
+    NotFoundError,
+    ServerDrainingError,
+)
+from gym_grpc.models.versions import TRACK, PolicyTrack
+from gym_grpc.protocol.rollouts import Rollout, Task
+from gym_grpc.protocol.streams import (
+    Ack,
+    AddTasks,
+    Cancel,
+    Dropped,
+    DropReason,
+    Grant,
+    GroupDelivered,
+    Opened,
+    Rejected,
+    RolloutDelivered,
+    ServerMessage,
+    SetPolicy,
+    StreamHeartbeat,
+    StreamOptions,
+    StreamSummary,
+    TrainerMessage,
+)
+
+log = logging.getLogger(__name__)
+MAX_RESTARTS = 3  # RESTART staleness: a group run this many times again and still stale is dropped
+MAX_CREDITS = 1_000_000  # credits outstanding at once; more is a trainer bug
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """The server's settings that bound one stream."""
+
+    max_in_flight: int = 256  # rollouts running at once (a group always may start when none runs)
+    heartbeat_interval: float = 10.0
+    rollout_timeout: float | None = None
+    unacked_max: int = 4096  # sent results kept for a resume
+    resume_seconds: float = 120.0  # how long sent results and a detached stream are kept
+
+
+@dataclass
+class _Group:
+    key: str
+    task: Task
+    task_index: int
+    group_id: str
+    members: list[asyncio.Task[None]] = field(default_factory=list)
+    tracks: list[PolicyTrack] = field(default_factory=list)
+    results: dict[int, Rollout] = field(default_factory=dict)
+    restarts: int = 0
+    generation: int = 0  # bumped on restart: results of an older run are ignored
+    queued: ServerMessage | None = None  # the GroupDelivered waiting in the outbox
+    sent: int = 0  # ROLLOUT delivery: members sent
+
+    def oldest_version(self) -> int | None:
+        versions = [t.oldest for t in self.tracks if t.oldest is not None]
+        return min(versions, default=None)
+
+    def versions(self) -> tuple[int | None, int | None]:
+        seen = [v for r in self.results.values() for v in r.policy_versions]
+        oldest = self.oldest_version()
+        if oldest is not None:
+            seen.append(oldest)
+        return min(seen, default=None), max(seen, default=None)
+
+
+class StreamSession:
+    def __init__(
+        self,
+        agent: SimpleAgent,
+        options: StreamOptions,
+        limits: StreamLimits,
+        draining: asyncio.Event | None = None,
+    ) -> None:
+        self.agent = agent
+        self.options = options
+        self.limits = limits
+        self.draining = draining or asyncio.Event()
+        self.stream_id = "s-" + secrets.token_hex(8)
+        self.resume_token = secrets.token_urlsafe(24)
+        self.version = options.policy_version
+        self.credits = 0
+        self.peak_groups = 0
+        self.finishing = False
+        self.attached = True
+        self.closed = False
+        self._tasks: dict[str, Task] = {}
+        self._queue: deque[str] = deque()
+        self._task_count = 0
+        self.groups: dict[str, _Group] = {}  # started, not yet sent or dropped; by group id
+        self._by_key: dict[str, _Group] = {}
+        self._outbox: deque[ServerMessage] = deque()
+        self._unacked: OrderedDict[str, tuple[float, ServerMessage]] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._metrics = MetricsAggregator()
+        self._t0 = time.perf_counter()
+        self.succeeded = self.failed = self.delivered_groups = self.dropped_groups = self.restarted_groups = 0
+
+    # --- trainer messages ------------------------------------------------------------------------------------------
+
+    def apply(self, message: TrainerMessage) -> None:
+        """Apply one trainer message. A rejected one raises a GymError naming the field and changes nothing."""
+        if isinstance(message, StreamOptions):
+            raise FailedPreconditionError.field("open", "the stream is already open; open comes once, first")
+        if isinstance(message, AddTasks):
+            self._add_tasks(message.tasks)
+        elif isinstance(message, Grant):
+            if self.credits + message.groups > MAX_CREDITS:
+                raise InvalidArgumentError.field(
+                    "credit.groups", f"{self.credits} + {message.groups} credits exceed the bound of {MAX_CREDITS}"
+                )
+            self.credits += message.groups
+        elif isinstance(message, SetPolicy):
+            self._set_policy(message.version)
+        elif isinstance(message, Ack):
+            for rid in message.ids:
+                self._unacked.pop(rid, None)
+        elif isinstance(message, Cancel):
+            self._cancel(message.task_keys)
+        self._admit()
+
+    def _add_tasks(self, tasks: list[tuple[str, Task]]) -> None:
+        batch: set[str] = set()
+        for i, (key, _) in enumerate(tasks):
+            if key in self._tasks or key in batch:
+                raise InvalidArgumentError.field(f"tasks.tasks[{i}].task_key", f"duplicate task key {key!r}")
+            batch.add(key)
+        if self.finishing:
+            raise FailedPreconditionError.field("tasks", "the trainer half-closed the stream")
+        for key, task in tasks:
+            self._tasks[key] = task
+            self._queue.append(key)
+
+    def _set_policy(self, version: int) -> None:
+        if self.version is not None and version < self.version:
+            raise InvalidArgumentError.field("policy.version", f"versions only go up: {version} after {self.version}")
+        self.version = version
+        lag, action = self.options.staleness.max_policy_lag, self.options.staleness.action
+        if lag is None or action == "continue":
+            return
+        bound = version - lag
+        for group in list(self.groups.values()):
+            oldest = group.oldest_version()
+            if oldest is None or oldest >= bound:
+                continue
+            if action == "restart" and group.restarts < MAX_RESTARTS:
+                self._restart(group)
+            else:
+                why = f"items of version {oldest} are older than {bound} ({version} - max_policy_lag {lag})"
+                if action == "restart":
+                    why += f" after {group.restarts} restarts"
+                self._drop(group, "stale", why)
+
+    def _cancel(self, keys: list[str]) -> None:
+        for i, key in enumerate(keys):
+            if key not in self._tasks:
+                raise InvalidArgumentError.field(f"cancel.task_keys[{i}]", f"unknown task key {key!r}")
+        for key in keys:
+            if key in self._queue:
+                self._queue.remove(key)
+                self._emit(Dropped("", key, "cancelled", 0, message="cancelled before it started"))
+                self.dropped_groups += 1
+            elif key in self._by_key:
+                self._drop(self._by_key[key], "cancelled", "cancelled by the trainer")
+
+    def reject(self, index: int, error: GymError) -> None:
+        """Tell the trainer that its message `index` was rejected (nothing of it applied)."""
+        fields = [v.field for v in error.violations]
+        self._emit(Rejected(index, error.code.value[0], error.message, fields, error))
+
+    def finish(self) -> None:
+        """The trainer half-closed: start nothing new; the stream ends once what runs has been sent."""
+        self.finishing = True
+        self._wake.set()
+
+    # --- groups ----------------------------------------------------------------------------------------------------
+
+    @property
+    def rollouts_running(self) -> int:
+        return sum(not m.done() for g in self.groups.values() for m in g.members)
+
+    def _admit(self) -> None:
+        size = self.options.num_repeats
+        cap = self.options.max_groups_running
+        while (
+            self._queue
+            and self.credits > 0
+            and self.attached
+            and not self.finishing
+            and not self.closed
+            and not self.draining.is_set()
+            and (cap == 0 or len(self.groups) < cap)
+        ):
+            running = self.rollouts_running
+            if running and running + size > self.limits.max_in_flight:
+                break
+            key = self._queue.popleft()
+            task = self._tasks[key]
+            index = self._task_count
+            self._task_count += 1
+            gid = ids.group_id(self.options.agent, ids.task_digest(task), index, self.options.sampling)
+            group = _Group(key, task, index, gid)
+            self.groups[gid] = group
+            self._by_key[key] = group
+            self.credits -= 1
+            self._start(group)
+            self.peak_groups = max(self.peak_groups, len(self.groups))
+
+    def _start(self, group: _Group) -> None:
+        group.generation += 1
+        group.results = {}
+        group.tracks = [PolicyTrack(self._current_version) for _ in range(self.options.num_repeats)]
+        group.members = [
+            asyncio.create_task(self._run(group, index, group.generation), name=f"{group.group_id}-{index}")
+            for index in range(self.options.num_repeats)
+        ]
+
+    def _current_version(self) -> int | None:
+        return self.version
+
+    async def _run(self, group: _Group, index: int, generation: int) -> None:
+        TRACK.set(group.tracks[index])
+        spec = RolloutSpec(
+            task=group.task,
+            task_index=group.task_index,
+            rollout_index=index,
+            rollout_id=ids.rollout_id(group.group_id, index),
+            group_id=group.group_id,
+            sampling=self.options.sampling,
+            timeout=self.options.rollout_timeout or self.limits.rollout_timeout,
+        )
+        rollout = await self.agent.run(spec)
+        if generation != group.generation or group.group_id not in self.groups:
+            return
+        rollout.task_key = group.key
+        group.results[index] = rollout
+        if self.options.delivery == "rollout":
+            self._emit(RolloutDelivered(rollout))
+        if len(group.results) == self.options.num_repeats:
+            self._group_done(group)
+        self._admit()
+
+    def _group_done(self, group: _Group) -> None:
+        if self.options.delivery == "rollout":
+            return  # the group leaves when its last rollout has been sent
+        rollouts = [group.results[i] for i in range(self.options.num_repeats)]
+        rewards = [r.reward for r in rollouts]
+        if self.options.drop_uniform_groups and all(r.succeeded for r in rollouts) and len(set(rewards)) == 1:
+            self._drop(group, "uniform", f"every reward is {rewards[0]}")
+            return
+        group.queued = GroupDelivered(group.group_id, group.key, rollouts, group.restarts)
+        self._emit(group.queued)
+
+    def _restart(self, group: _Group) -> None:
+        self._cancel_members(group)
+        if group.queued is not None:
+            self._outbox.remove(group.queued)
+            group.queued = None
+        group.restarts += 1
+        self.restarted_groups += 1
+        log.info(
+            "stream %s: group %s (%s) restarted under version %s",
+            self.stream_id,
+            group.group_id,
+            group.key,
+            self.version,
+        )
+        self._start(group)
+
+    def _drop(self, group: _Group, reason: DropReason, why: str) -> None:
+        self._cancel_members(group)
+        if group.queued is not None:
+            self._outbox.remove(group.queued)
+            group.queued = None
+        oldest, newest = group.versions()
+        self.groups.pop(group.group_id, None)
+        self._by_key.pop(group.key, None)
+        self.credits += 1
+        self.dropped_groups += 1
+        rewards = [r.reward for r in group.results.values() if r.reward is not None]
+        self._emit(Dropped(group.group_id, group.key, reason, 1, oldest, newest, rewards, why))
+
+    @staticmethod
+    def _cancel_members(group: _Group) -> None:
+        for member in group.members:
+            member.cancel()  # the agent closes the session on the way out (shielded)
+
+    def _emit(self, message: ServerMessage) -> None:
+        self._outbox.append(message)
+        self._wake.set()
+
+    # --- what the trainer receives ---------------------------------------------------------------------------------
+
+    def opened(self, *, resumed: bool = False) -> Opened:
+        return Opened(self.stream_id, self.resume_token, resumed, self.version)
+
+    def _sent(self, message: ServerMessage) -> None:
+        """Bookkeeping once the writer took `message`: groups leave, results wait for their ack."""
+        now = time.monotonic()
+        if isinstance(message, GroupDelivered):
+            group = self.groups.pop(message.group_id, None)
+            if group is not None:
+                self._by_key.pop(group.key, None)
+                group.queued = None
+                self.delivered_groups += 1
+                for r in message.rollouts:
+                    self._count(r)
+            self._keep(message.group_id, message, now)
+        elif isinstance(message, RolloutDelivered):
+            rollout = message.rollout
+            group = self.groups.get(rollout.group_id)
+            if group is not None:
+                self._count(rollout)
+                group.sent += 1
+                if group.sent == self.options.num_repeats:
+                    self.groups.pop(group.group_id, None)
+                    self._by_key.pop(group.key, None)
+                    self.delivered_groups += 1
+            self._keep(rollout.rollout_id, message, now)
+        self._admit()
+
+    def _count(self, rollout: Rollout) -> None:
+        if rollout.succeeded:
+            self.succeeded += 1
+            self._metrics.add(rollout.task_index, rollout.reward, rollout.metrics)
+        else:
+            self.failed += 1
+
+    def _keep(self, key: str, message: ServerMessage, now: float) -> None:
+        self._unacked[key] = (now, message)
+        self._unacked.move_to_end(key)
+        self._evict(now)
+
+    def _evict(self, now: float) -> None:
+        horizon = now - self.limits.resume_seconds
+        while self._unacked:
+            first = next(iter(self._unacked.values()))
+            if len(self._unacked) <= self.limits.unacked_max and first[0] >= horizon:
+                break
+            self._unacked.popitem(last=False)
+
+    def heartbeat(self) -> StreamHeartbeat:
+        self._evict(time.monotonic())
+        return StreamHeartbeat(
+            credits_available=self.credits,
+            groups_running=len(self.groups),
+            queued_tasks=len(self._queue),
+            policy_version=self.version,
+            rollouts_running=self.rollouts_running,
+            unacked=len(self._unacked),
+        )
+
+    def summary(self) -> StreamSummary:
+        return StreamSummary(
+            succeeded=self.succeeded,
+            failed=self.failed,
+            groups_delivered=self.delivered_groups,
+            groups_dropped=self.dropped_groups,
+            groups_restarted=self.restarted_groups,
+            tasks_not_started=len(self._queue),
+            metrics=self._metrics.stats(),
+            duration_seconds=time.perf_counter() - self._t0,
+            peak_groups_running=self.peak_groups,
+        )
+
+    @property
+    def done(self) -> bool:
+        stopping = self.finishing or self.draining.is_set()
+        return stopping and not self.groups and not self._outbox
+
+    async def messages(self, heartbeat_interval: float | None = None) -> AsyncIterator[ServerMessage]:
+        """What to send, in order; heartbeats when idle; the summary last. Raises ServerDrainingError when the server
+        drains (after what was running has been sent)."""
+        interval = heartbeat_interval or self.options.heartbeat_interval or self.limits.heartbeat_interval
+        while True:
+            if self._outbox:
+                message = self._outbox.popleft()
+                self._sent(message)
+                yield message
+                continue
+            if self.done:
+                if self.draining.is_set() and not self.finishing:
+                    raise ServerDrainingError(
+                        f"the server is draining: stream {self.stream_id} delivered what was running; "
+                        "open a new stream elsewhere and send the tasks not yet delivered"
+                    )
+                yield self.summary()
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                yield self.heartbeat()
+
+    # --- attach, detach, close -------------------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """A trainer re-attached: the unacked results go out again first, then the stream goes on."""
+        self._evict(time.monotonic())
+        resend = [m for _, m in self._unacked.values()]
+        self._unacked.clear()
+        self._outbox.extendleft(reversed(resend))
+        self.attached = True
+        self._admit()
+        self._wake.set()
+
+    def detach(self) -> None:
+        self.attached = False
+
+    async def close(self) -> None:
+        """Cancel everything that runs (sessions are closed by the agents) and forget the stream."""
+        self.closed = True
+        members = [m for g in self.groups.values() for m in g.members]
+        for member in members:
+            member.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*members, return_exceptions=True)
+        self.groups.clear()
+        self._by_key.clear()
+        self._outbox.clear()
+        self._unacked.clear()
+
+
+class StreamRegistry:
+    """The open streams of a server, by resume token; detached streams expire after `resume_seconds`."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, StreamSession] = {}
+        self._expiry: dict[str, asyncio.Task[None]] = {}
+
+    def add(self, session: StreamSession) -> None:
+        self.sessions[session.resume_token] = session
+
+    def resume(self, token: str) -> StreamSession:
+        session = self.sessions.get(token)
+        if session is None or session.closed:
+            raise NotFoundError(
+                "open.resume_token: no such stream (it ended, expired, or the server restarted); "
+                "open a new stream and send the tasks not yet delivered (their ids are deterministic)"
+            )
+        if session.attached:
+            raise FailedPreconditionError.field("open.resume_token", "the stream is attached to another call")
+        timer = self._expiry.pop(token, None)
+        if timer is not None:
+            timer.cancel()
+        session.attach()
+        return session
+
+    async def release(self, session: StreamSession, *, finished: bool) -> None:
+        """The trainer's call ended: a finished stream is forgotten; otherwise it waits `resume_seconds` for one."""
+        if finished or session.limits.resume_seconds <= 0:
+            self.sessions.pop(session.resume_token, None)
+            await session.close()
+            return
+        session.detach()
+        self._expiry[session.resume_token] = asyncio.create_task(self._expire(session))
+
+    async def _expire(self, session: StreamSession) -> None:
+        await asyncio.sleep(session.limits.resume_seconds)
+        if not session.attached:
+            log.info("stream %s: no resume within %g s; cancelled", session.stream_id, session.limits.resume_seconds)
+            self.sessions.pop(session.resume_token, None)
+            self._expiry.pop(session.resume_token, None)
+            await session.close()
+
+    async def aclose(self) -> None:
+        timers = list(self._expiry.values())
+        for timer in timers:
+            timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
+        self._expiry.clear()
+        for session in list(self.sessions.values()):
+            await session.close()
+        self.sessions.clear()

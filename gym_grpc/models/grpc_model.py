@@ -1,0 +1,86 @@
+"""Adapter for a policy behind `gym.v1.ModelService` at an address: most often a trainer that hosts its live policy
+(`gym_grpc_train`), or another gym-grpc server. TLS and bearer tokens as elsewhere; a deadline per call, bounded
+retries on UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED, a concurrency cap.
+
+The version the ModelService returns (`CreateResponseResponse.policy_version`) is stamped on the generated items that
+carry none, so it wins over the version a StreamRollouts trainer announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+
+from gym_grpc.errors import ModelError
+from gym_grpc.protocol.model_service import ModelServiceClient
+from gym_grpc.protocol.types import FunctionCall, Message, Reasoning, Response, ResponseCreateParams
+from gym_grpc.retry import RetryableError, RetryPolicy, with_retries
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class GrpcModel:
+    def __init__(
+        self,
+        name: str,
+        *,
+        address: str,
+        remote_model: str = "",
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        max_concurrency: int = 256,
+        timeout: float = 300.0,
+        retry: RetryPolicy | None = None,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.remote_model = remote_model
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            self.channel = grpc.aio.secure_channel(address, credentials, options=options)
+        self.client = ModelServiceClient(self.channel)
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    async def create(self, params: ResponseCreateParams, *, sticky_key: str | None = None) -> Response:
+        async def attempt() -> tuple[Response, int | None]:
+            try:
+                return await self.client.create(self.remote_model, params, timeout=self.timeout, metadata=self.metadata)
+            except grpc.aio.AioRpcError as exc:
+                what = f"{exc.code().name}: {exc.details()}"
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    what = f"no answer within the {self.timeout:g} s deadline ({what})"
+                if exc.code() in RETRYABLE:
+                    raise RetryableError(what) from exc
+                raise ModelError(f"{self.name}: ModelService at {self.address} answered {what}") from exc
+
+        async with self._slots:
+            response, version = await with_retries(attempt, self.retry, f"{self.name} CreateResponse")
+        if version is not None:
+            for item in response.output:
+                if isinstance(item, Message | FunctionCall | Reasoning) and item.policy_version is None:
+                    item.policy_version = version
+        return response
+
+    async def aclose(self) -> None:
+        await self.channel.close()
+
+
+def credentials_from_files(ca: str | None, cert: str | None, key: str | None) -> grpc.ChannelCredentials:
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate needs both cert and key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca).read_bytes() if ca else None,
+        private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None,
+    )
