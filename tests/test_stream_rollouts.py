@@ -22,6 +22,7 @@ from gym_grpc.client.stream import (
     Staleness,
     StreamHeartbeat,
     StreamOptions,
+    StreamRolloutsSync,
     StreamSummary,
 )
 from gym_grpc.config.schema import GymConfig
@@ -456,3 +457,18 @@ async def test_a_dying_model_service_fails_rollouts_as_data_and_the_stream_lives
         assert rollout.failure is not None and rollout.failure.kind == "infrastructure"
         assert rollout.reward is None
     assert isinstance(got[-1], StreamSummary) and got[-1].failed == 2
+
+
+async def test_the_sync_wrapper_drives_a_stream(served: Any) -> None:
+    gym = await served(GateModel())
+
+    def drive() -> list[Any]:
+        with StreamRolloutsSync(f"127.0.0.1:{gym.port}", StreamOptions(agent="agent", num_repeats=2)) as stream:
+            stream.add_tasks({"a": row("rewards 1,0"), "b": row("rewards 0,0")})
+            stream.grant(2)
+            stream.finish()
+            return [m for m in stream if not isinstance(m, StreamHeartbeat)]
+
+    got = await asyncio.to_thread(drive)
+    assert sorted((g.task_key, tuple(g.rewards)) for g in groups(got)) == [("a", (1.0, 0.0)), ("b", (0.0, 0.0))]
+    assert isinstance(got[-1], StreamSummary)

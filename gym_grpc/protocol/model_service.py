@@ -1,10 +1,15 @@
-"""A typed client of `gym.v1.ModelService`: domain params in, a domain Response and the policy version out."""
+"""`gym.v1.ModelService` in domain types: a typed client (params in, a Response and the policy version out), and a
+servicer around any `generate` coroutine (what a trainer hosting its live policy serves)."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
 from gym_grpc._proto.gym.v1 import model_pb2, model_pb2_grpc
+from gym_grpc.errors import InvalidArgumentError
 from gym_grpc.protocol import convert
 from gym_grpc.protocol.types import Response, ResponseCreateParams
 
@@ -23,3 +28,29 @@ class ModelServiceClient:
         answer = await self.stub.CreateResponse(request, timeout=timeout, metadata=metadata or None)
         version = answer.policy_version if answer.HasField("policy_version") else None
         return convert.response_from_proto(answer.response), version
+
+
+Generate = Callable[[str, ResponseCreateParams], Awaitable[tuple[Response, int | None]]]
+
+
+class _Servicer(model_pb2_grpc.ModelServiceServicer):
+    def __init__(self, generate: Generate) -> None:
+        self.generate = generate
+
+    async def CreateResponse(  # noqa: N802
+        self, request: model_pb2.CreateResponseRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> model_pb2.CreateResponseResponse:
+        try:
+            params = convert.params_from_proto(request.params, "params")
+        except InvalidArgumentError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        response, version = await self.generate(request.model, params)
+        out = model_pb2.CreateResponseResponse(response=convert.response_to_proto(response))
+        if version is not None:
+            out.policy_version = version
+        return out
+
+
+def add_model_service(server: grpc.aio.Server, generate: Generate) -> None:
+    """Serve `generate(model name, params) -> (response, policy version)` as gym.v1.ModelService on `server`."""
+    model_pb2_grpc.add_ModelServiceServicer_to_server(_Servicer(generate), server)
