@@ -472,3 +472,37 @@ async def test_the_sync_wrapper_drives_a_stream(served: Any) -> None:
     got = await asyncio.to_thread(drive)
     assert sorted((g.task_key, tuple(g.rewards)) for g in groups(got)) == [("a", (1.0, 0.0)), ("b", (0.0, 0.0))]
     assert isinstance(got[-1], StreamSummary)
+
+
+async def test_a_policy_message_can_reroute_the_model(served: Any) -> None:
+    from gym_grpc.testing.model_server import ModelServer
+
+    first, second = await ModelServer().start(), await ModelServer().start()
+    cfg = GymConfig.model_validate(
+        {
+            "models": {"m": {"type": "openai_responses", "base_url": first.base_url, "api_key_env": None}},
+            "environments": {"weather": {"entrypoint": "gym_grpc.environments.weather:WeatherEnvironment"}},
+            "agents": {"agent": {"environment": "weather", "model": "m"}},
+        }
+    )
+    gym = GymServer(cfg)
+    await gym.start("127.0.0.1", 0)
+    weather = row("What's the weather like in Oslo?")
+    try:
+        async with stream_on(f"127.0.0.1:{gym.port}", StreamOptions(agent="agent", num_repeats=2)) as stream:
+            await stream.add_tasks({"a": weather, "b": weather})
+            await stream.grant(1)
+            got = await collect(stream, lambda m: len(groups(m)) == 1)
+            await stream.set_policy_version(1, model_endpoints=[second.base_url])
+            await stream.set_policy_version(2, model_endpoints=["ftp://nowhere"])  # rejected, routing unchanged
+            await stream.grant(1)
+            got += await collect(stream, lambda m: len(groups(m)) == 1)
+    finally:
+        await gym.stop(0)
+        await first.stop()
+        await second.stop()
+    assert (first.script.calls, second.script.calls) == (4, 4)  # two calls per rollout, on each side of the switch
+    (rejected,) = [m for m in got if isinstance(m, Rejected)]
+    assert rejected.fields == ["policy.model_endpoints"]
+    assert [r.reward for g in groups(got) for r in g.rollouts] == [1.0] * 4
+    assert [r.max_policy_version for r in groups(got)[1].rollouts] == [1, 1]

@@ -101,8 +101,9 @@ class RolloutStream:
     async def grant(self, groups: int) -> None:
         await self._send(Grant(groups))
 
-    async def set_policy_version(self, version: int) -> None:
-        await self._send(SetPolicy(version))
+    async def set_policy_version(self, version: int, *, model_endpoints: Iterable[str] = ()) -> None:
+        """Announce `version`; with `model_endpoints`, the agent's model is re-routed there (new inference servers)."""
+        await self._send(SetPolicy(version, list(model_endpoints)))
 
     async def ack(self, ids: Iterable[str]) -> None:
         await self._send(Ack(list(ids)))

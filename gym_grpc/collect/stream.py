@@ -145,6 +145,8 @@ class StreamSession:
                 )
             self.credits += message.groups
         elif isinstance(message, SetPolicy):
+            if message.model_endpoints:
+                self._retarget(message.model_endpoints, message.version)
             self._set_policy(message.version)
         elif isinstance(message, Ack):
             for rid in message.ids:
@@ -164,6 +166,19 @@ class StreamSession:
         for key, task in tasks:
             self._tasks[key] = task
             self._queue.append(key)
+
+    def _retarget(self, endpoints: list[str], version: int) -> None:
+        if self.version is not None and version < self.version:
+            return  # _set_policy rejects the message, routing untouched
+        retarget = getattr(self.agent.model, "retarget", None)
+        if retarget is None:
+            raise FailedPreconditionError.field(
+                "policy.model_endpoints", f"model {self.agent.model.name!r} cannot be re-routed (an embedded model)"
+            )
+        try:
+            retarget(endpoints)
+        except ValueError as exc:
+            raise InvalidArgumentError.field("policy.model_endpoints", str(exc)) from None
 
     def _set_policy(self, version: int) -> None:
         if self.version is not None and version < self.version:

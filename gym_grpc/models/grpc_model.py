@@ -45,12 +45,25 @@ class GrpcModel:
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        if credentials is None:
-            self.channel = grpc.aio.insecure_channel(address, options=options)
-        else:
-            self.channel = grpc.aio.secure_channel(address, credentials, options=options)
+        self._credentials, self._options = credentials, options
+        self.channel = self._connect(address)
         self.client = ModelServiceClient(self.channel)
+        self._retired: list[grpc.aio.Channel] = []
         self._slots = asyncio.Semaphore(max_concurrency)
+
+    def _connect(self, address: str) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(address, options=self._options)
+        return grpc.aio.secure_channel(address, self._credentials, options=self._options)
+
+    def retarget(self, addresses: list[str]) -> None:
+        """Another ModelService for the calls that start from now on (StreamRollouts `policy.model_endpoints`)."""
+        if len(addresses) != 1 or not addresses[0]:
+            raise ValueError(f"{self.name}: the grpc adapter takes one host:port, got {addresses}")
+        self._retired.append(self.channel)  # calls in flight finish on it; closed with the adapter
+        self.address = addresses[0]
+        self.channel = self._connect(self.address)
+        self.client = ModelServiceClient(self.channel)
 
     async def create(self, params: ResponseCreateParams, *, sticky_key: str | None = None) -> Response:
         async def attempt() -> tuple[Response, int | None]:
@@ -73,7 +86,8 @@ class GrpcModel:
         return response
 
     async def aclose(self) -> None:
-        await self.channel.close()
+        for channel in (*self._retired, self.channel):
+            await channel.close()
 
 
 def credentials_from_files(ca: str | None, cert: str | None, key: str | None) -> grpc.ChannelCredentials:

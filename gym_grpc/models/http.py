@@ -50,6 +50,14 @@ class HttpModel:
         self.retry = retry or RetryPolicy()
         self._session: aiohttp.ClientSession | None = None
 
+    def retarget(self, base_urls: Sequence[str]) -> None:
+        """New upstreams for the calls that start from now on (StreamRollouts `policy.model_endpoints`)."""
+        urls = [u.rstrip("/") for u in base_urls]
+        if not urls or not all(u.startswith(("http://", "https://")) for u in urls):
+            raise ValueError(f"{self.name}: base URLs must start with http:// or https://, got {list(base_urls)}")
+        self.base_urls = urls
+        self._round_robin = itertools.cycle(range(len(urls)))
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(

@@ -86,6 +86,7 @@ class Grant:
 @dataclass(frozen=True)
 class SetPolicy:
     version: int
+    model_endpoints: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def trainer_message_from_proto(m: pb.StreamRolloutsRequest) -> TrainerMessage:
             raise InvalidArgumentError.field("credit.groups", f"must be > 0, got {m.credit.groups}")
         return Grant(m.credit.groups)
     if which == "policy":
-        return SetPolicy(m.policy.version)
+        return SetPolicy(m.policy.version, list(m.policy.model_endpoints))
     if which == "ack":
         return Ack(list(m.ack.ids))
     if which == "cancel":
@@ -201,7 +202,7 @@ def trainer_message_to_proto(m: TrainerMessage) -> pb.StreamRolloutsRequest:
     if isinstance(m, Grant):
         return pb.StreamRolloutsRequest(credit=pb.StreamCredit(groups=m.groups))
     if isinstance(m, SetPolicy):
-        return pb.StreamRolloutsRequest(policy=pb.StreamPolicy(version=m.version))
+        return pb.StreamRolloutsRequest(policy=pb.StreamPolicy(version=m.version, model_endpoints=m.model_endpoints))
     if isinstance(m, Ack):
         return pb.StreamRolloutsRequest(ack=pb.StreamAck(ids=m.ids))
     return pb.StreamRolloutsRequest(cancel=pb.StreamCancel(task_keys=m.task_keys))

@@ -1056,14 +1056,23 @@ class StreamPolicy(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: builtins.int
+    MODEL_ENDPOINTS_FIELD_NUMBER: builtins.int
     version: builtins.int
     """The version (>= the previous one). Model calls that start after this message are stamped with it."""
+    @property
+    def model_endpoints(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """New routing for the agent's model, used by the calls that start after this message (the trainer reloaded its
+        weights into other inference servers): base URLs for the HTTP adapters (each rollout sticks to one), or one
+        host:port for the `grpc` adapter. Empty: unchanged. It changes the model instance for everyone who uses it.
+        """
+
     def __init__(
         self,
         *,
         version: builtins.int = ...,
+        model_endpoints: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["model_endpoints", b"model_endpoints", "version", b"version"]) -> None: ...
 
 global___StreamPolicy = StreamPolicy
 

@@ -2161,9 +2161,13 @@ func (x *StreamCredit) GetGroups() int32 {
 type StreamPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The version (>= the previous one). Model calls that start after this message are stamped with it.
-	Version       int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// New routing for the agent's model, used by the calls that start after this message (the trainer reloaded its
+	// weights into other inference servers): base URLs for the HTTP adapters (each rollout sticks to one), or one
+	// host:port for the `grpc` adapter. Empty: unchanged. It changes the model instance for everyone who uses it.
+	ModelEndpoints []string `protobuf:"bytes,2,rep,name=model_endpoints,json=modelEndpoints,proto3" json:"model_endpoints,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamPolicy) Reset() {
@@ -2201,6 +2205,13 @@ func (x *StreamPolicy) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *StreamPolicy) GetModelEndpoints() []string {
+	if x != nil {
+		return x.ModelEndpoints
+	}
+	return nil
 }
 
 // Ids the trainer has durably consumed: they are no longer kept for a resume.
@@ -3314,9 +3325,10 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\vStreamTasks\x12'\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x11.gym.v1.KeyedTaskR\x05tasks\"&\n" +
 	"\fStreamCredit\x12\x16\n" +
-	"\x06groups\x18\x01 \x01(\x05R\x06groups\"(\n" +
+	"\x06groups\x18\x01 \x01(\x05R\x06groups\"Q\n" +
 	"\fStreamPolicy\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x03R\aversion\"\x1d\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x12'\n" +
+	"\x0fmodel_endpoints\x18\x02 \x03(\tR\x0emodelEndpoints\"\x1d\n" +
 	"\tStreamAck\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"+\n" +
 	"\fStreamCancel\x12\x1b\n" +

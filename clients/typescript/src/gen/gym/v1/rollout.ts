@@ -702,6 +702,12 @@ export interface StreamCredit {
 export interface StreamPolicy {
   /** The version (>= the previous one). Model calls that start after this message are stamped with it. */
   version: number;
+  /**
+   * New routing for the agent's model, used by the calls that start after this message (the trainer reloaded its
+   * weights into other inference servers): base URLs for the HTTP adapters (each rollout sticks to one), or one
+   * host:port for the `grpc` adapter. Empty: unchanged. It changes the model instance for everyone who uses it.
+   */
+  modelEndpoints: string[];
 }
 
 /** Ids the trainer has durably consumed: they are no longer kept for a resume. */
@@ -4265,13 +4271,16 @@ export const StreamCredit: MessageFns<StreamCredit> = {
 };
 
 function createBaseStreamPolicy(): StreamPolicy {
-  return { version: 0 };
+  return { version: 0, modelEndpoints: [] };
 }
 
 export const StreamPolicy: MessageFns<StreamPolicy> = {
   encode(message: StreamPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.version !== 0) {
       writer.uint32(8).int64(message.version);
+    }
+    for (const v of message.modelEndpoints) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -4297,6 +4306,14 @@ export const StreamPolicy: MessageFns<StreamPolicy> = {
             message.version = longToNumber(reader.int64());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.modelEndpoints.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4310,13 +4327,23 @@ export const StreamPolicy: MessageFns<StreamPolicy> = {
   },
 
   fromJSON(object: any): StreamPolicy {
-    return { version: isSet(object.version) ? globalThis.Number(object.version) : 0 };
+    return {
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      modelEndpoints: globalThis.Array.isArray(object?.modelEndpoints)
+        ? object.modelEndpoints.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.model_endpoints)
+        ? object.model_endpoints.map((e: any) => globalThis.String(e))
+        : [],
+    };
   },
 
   toJSON(message: StreamPolicy): unknown {
     const obj: any = {};
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
+    }
+    if (message.modelEndpoints?.length) {
+      obj.modelEndpoints = message.modelEndpoints;
     }
     return obj;
   },
@@ -4327,6 +4354,7 @@ export const StreamPolicy: MessageFns<StreamPolicy> = {
   fromPartial<I extends Exact<DeepPartial<StreamPolicy>, I>>(object: I): StreamPolicy {
     const message = createBaseStreamPolicy();
     message.version = object.version ?? 0;
+    message.modelEndpoints = object.modelEndpoints?.map((e) => e) || [];
     return message;
   },
 };
