@@ -50,3 +50,26 @@ class ToolboxEnvironment(Environment[list[int]]):
             await asyncio.sleep(3600)
         expected = task.extras.get("expected_total", 0)
         return VerifyResult(reward=float(sum(state) == expected), metrics={"total": sum(state)})
+
+
+class LedgerEnvironment(Environment[list[str]]):
+    """Counts what it did, to catch work done twice: `act` records the call at once, then sleeps `x` seconds; seed
+    sleeps `seed_delay` (from the task) after counting."""
+
+    seeds = 0
+    acts = 0
+
+    async def seed(self, task: Task, seed: int | None) -> list[str]:
+        LedgerEnvironment.seeds += 1
+        await asyncio.sleep(float(task.extras.get("seed_delay", 0)))
+        return []
+
+    @tool("Records one action, then sleeps x seconds.", OBJECT)
+    async def act(self, state: list[str], x: int) -> str:
+        LedgerEnvironment.acts += 1
+        state.append("act")
+        await asyncio.sleep(x)
+        return json.dumps({"actions": len(state)})
+
+    async def verify(self, state: list[str], task: Task, response: Response) -> VerifyResult:
+        return VerifyResult(reward=float(len(state) == 1))

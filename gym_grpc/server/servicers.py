@@ -50,7 +50,7 @@ class EnvironmentServicer(environment_pb2_grpc.EnvironmentServiceServicer):
     @unary
     async def CallTool(self, request: environment_pb2.CallToolRequest, context: Ctx) -> Any:  # noqa: N802
         host = self.runtime.environment(request.environment)
-        result = await host.call_tool(request.session_id, request.name, request.arguments)
+        result = await host.call_tool(request.session_id, request.name, request.arguments, call_id=request.call_id)
         return environment_pb2.CallToolResponse(output=result.output, is_error=result.is_error)
 
     @unary
