@@ -192,7 +192,10 @@ class EnvironmentHost:
         """Close the sessions still open, then the environment."""
         for session_id in list(self._sessions):
             await self.close_session(session_id)
-        await self.environment.aclose()
+        try:
+            await self.environment.aclose()
+        finally:
+            self.environment.shutdown_workers()
 
     async def close_session(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
