@@ -6,8 +6,8 @@ that raises or hangs) becomes an error text the model sees (`ToolResult.is_error
 Sessions are bounded: at most `max_sessions` open at once (one more is refused with ResourceExhaustedError, which
 carries a retry delay), and a session nobody has used for `idle_timeout` seconds is closed (a client that never calls
 `close_session` cannot grow the server without bound). Tool calls are idempotent by `call_id`: a call repeated with the
-same id in the same session (a client retrying after a lost answer) gets the first call's result, and the tool does not
-run twice.
+same id, tool and arguments in the same session (a client retrying after a lost answer) gets the first call's result,
+and the tool does not run twice (an id reused for a different call runs that call).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class _Session:
     state: Any
     used_at: float = 0.0
     busy: int = 0  # calls running now: a session is never expired under a running call
-    calls: dict[str, asyncio.Future[ToolResult]] = field(default_factory=dict)  # by call_id
+    calls: dict[str, tuple[tuple[str, str], asyncio.Future[ToolResult]]] = field(default_factory=dict)  # by call_id
 
 
 class EnvironmentHost:
@@ -127,12 +127,15 @@ class EnvironmentHost:
         session = self._session(session_id)
         if not call_id:
             return await self._call_tool(session, name, arguments)
+        key = (name, arguments)
         first = session.calls.get(call_id)
-        if first is not None:
+        if first is not None and first[0] == key:
             log.info("environment %s: call %s repeated; answering with its first result", self.name, call_id)
-            return await asyncio.shield(first)
+            return await asyncio.shield(first[1])
+        if first is not None:
+            log.warning("environment %s: call id %s reused for another call; running it", self.name, call_id)
         result: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
-        session.calls[call_id] = result
+        session.calls[call_id] = (key, result)
         try:
             value = await self._call_tool(session, name, arguments)
         except BaseException:  # cancelled (a passed deadline): the tool may have acted, so it never runs again

@@ -1,4 +1,7 @@
-"""The live objects a server hosts, built once from the config: models, environment hosts, agents, datasets."""
+"""The live objects a server hosts, built once from the config: models, environment hosts, agents, datasets.
+
+Datasets are read and validated when the server starts (a missing file or a bad row is a ConfigError naming the
+file and the line), then served from memory: a request never re-reads a file."""
 
 from __future__ import annotations
 
@@ -65,6 +68,7 @@ class Runtime:
 
                 ray_pool.shutdown()
             raise
+        self.datasets = {name: _load_dataset(name, c.path) for name, c in config.datasets.items()}
         self.draining = asyncio.Event()
         self.agents = {
             name: SimpleAgent(name, self.models[c.model], self.environments[c.environment], max_steps=c.max_steps)
@@ -81,8 +85,7 @@ class Runtime:
         return _lookup("model", self.models, name)
 
     def dataset(self, name: str) -> list[Task]:
-        path = Path(_lookup("dataset", self.config.datasets, name).path)
-        return read_tasks(path)
+        return _lookup("dataset", self.datasets, name)
 
     def plan(self, request: CollectionRequest) -> CollectionPlan:
         """A collection plan: the request with the server's datasets, defaults and caps applied."""
@@ -178,6 +181,15 @@ def _remote(name: str, config: EnvironmentConfig) -> RemoteEnvironment:
         token=token,
         credentials=credentials,
     )
+
+
+def _load_dataset(name: str, path: str) -> list[Task]:
+    try:
+        return read_tasks(Path(path))
+    except OSError as exc:
+        raise ConfigError(f"datasets.{name}: cannot read {path}: {exc.strerror}") from None
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"datasets.{name}: {exc.message}") from None
 
 
 def read_tasks(path: Path) -> list[Task]:
