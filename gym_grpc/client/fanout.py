@@ -64,13 +64,20 @@ class _Fatal:
 
 class FanOut:
     def __init__(
-        self, targets: Sequence[str], *, max_redispatch: int = 3, queue_size: int = 256, **client_options: Any
+        self,
+        targets: Sequence[str],
+        *,
+        max_redispatch: int = 3,
+        queue_size: int = 256,
+        pass_threshold: float = 1.0,
+        **client_options: Any,
     ) -> None:
         if not targets:
             raise ValueError("at least one server is needed")
         self.targets = list(targets)
         self.max_redispatch = max_redispatch
         self.queue_size = queue_size
+        self.pass_threshold = pass_threshold
         self.client_options = client_options
         self.lost: list[ServerLost] = []
         self._task_count = 0
@@ -127,7 +134,7 @@ class FanOut:
         yield Started(cid, len(groups), len(everyone), request.num_repeats)
         alive = list(self.targets)
         pending = set(everyone)
-        tally = CollectionTally(groups)
+        tally = CollectionTally(groups, pass_threshold=self.pass_threshold, k=request.num_repeats)
         for round_ in range(self.max_redispatch + 1):
             if not pending or not alive:
                 break

@@ -22,9 +22,9 @@ class GroupTally:
 
 
 class CollectionTally:
-    def __init__(self, groups: dict[str, GroupTally]) -> None:
+    def __init__(self, groups: dict[str, GroupTally], *, pass_threshold: float = 1.0, k: int | None = None) -> None:
         self.groups = groups  # by group id
-        self.metrics = MetricsAggregator()
+        self.metrics = MetricsAggregator(pass_threshold=pass_threshold, k=k)
         self.succeeded = 0
         self.failed = 0
 

@@ -215,6 +215,9 @@ class ServerConfig(_Strict):
     rollout_timeout: float = Field(default=600.0, gt=0)
     heartbeat_interval: float = Field(default=10.0, gt=0)
     stream_queue_size: int = Field(default=64, ge=1, description="finished rollouts buffered for a slow reader")
+    pass_threshold: float = Field(
+        default=1.0, ge=0, le=1, description="the reward at which a rollout passes (pass@k, majority@k)"
+    )
     max_sessions: int = Field(
         default=100_000, ge=1, description="open sessions per environment; one more is refused (RESOURCE_EXHAUSTED)"
     )

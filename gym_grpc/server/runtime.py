@@ -109,6 +109,7 @@ class Runtime:
             exclude_rollout_ids=request.exclude_rollout_ids,
             heartbeat_interval=request.heartbeat_interval or server.heartbeat_interval,
             queue_size=server.stream_queue_size,
+            pass_threshold=server.pass_threshold,
         )
 
     async def aclose(self) -> None:
