@@ -102,7 +102,7 @@ class FanOut:
             rids = [ids.rollout_id(gid, r) for r in range(request.num_repeats)]
             rids = [r for r in rids if r not in request.exclude_rollout_ids]
             if rids:
-                groups[gid] = GroupTally(gid, task_index, len(rids))
+                groups[gid] = GroupTally(gid, task_index, len(rids), request.num_repeats)
                 members[gid] = rids
         return ids.collection_id(request.agent, digests, request.num_repeats, request.sampling), groups, members
 

@@ -68,7 +68,7 @@ class Collector:
                 excluded = sum(ids.rollout_id(gid, r) in plan.exclude_rollout_ids for r in range(plan.num_repeats))
             skipped += excluded
             if plan.num_repeats > excluded:
-                groups[task_index] = GroupTally(gid, task_index, plan.num_repeats - excluded)
+                groups[task_index] = GroupTally(gid, task_index, plan.num_repeats - excluded, plan.num_repeats)
         return cid, groups, skipped
 
     def _specs(self, groups: dict[int, GroupTally]) -> Iterator[RolloutSpec]:
