@@ -211,9 +211,11 @@ class SimpleAgent:
         while True:
             request = params.model_copy(update={"input": history + outputs})
             t = time.perf_counter()
-            response = await self.model.create(request, sticky_key=rollout.rollout_id or None)
-            clock.model += time.perf_counter() - t
-            stats.model_calls += 1
+            stats.model_calls += 1  # counted when made: a call that fails (after its retries) is a call too
+            try:
+                response = await self.model.create(request, sticky_key=rollout.rollout_id or None)
+            finally:
+                clock.model += time.perf_counter() - t
             outputs.extend(response.output)
             if response.usage is not None:
                 usage = usage + response.usage

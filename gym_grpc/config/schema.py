@@ -25,6 +25,9 @@ class RetryConfig(_Strict):
     max_attempts: int = Field(default=4, ge=1)
     initial_backoff: float = Field(default=0.5, ge=0)
     max_backoff: float = Field(default=8.0, ge=0)
+    max_elapsed: float | None = Field(
+        default=300.0, gt=0, description="seconds one model call may take over all its attempts (null: no bound)"
+    )
 
 
 class OpenAIResponsesModelConfig(_Strict):
@@ -39,6 +42,9 @@ class OpenAIResponsesModelConfig(_Strict):
     max_concurrency: int = Field(default=256, ge=1)
     timeout: float = Field(default=120.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_output_tokens: int | None = Field(
+        default=4096, ge=1, description="output cap sent when the request sets none (null: send none)"
+    )
 
 
 class ChatCompletionsModelConfig(_Strict):
@@ -55,6 +61,9 @@ class ChatCompletionsModelConfig(_Strict):
     max_concurrency: int = Field(default=256, ge=1)
     timeout: float = Field(default=120.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_output_tokens: int | None = Field(
+        default=4096, ge=1, description="output cap sent when the request sets none (null: send none)"
+    )
 
 
 class LocalModelConfig(_Strict):
