@@ -10,7 +10,10 @@
     └── RolloutError              one rollout failed; it becomes data on that rollout, never an RPC error
         ├── ModelError            the model call failed (infrastructure: retrying may help)   UNAVAILABLE
         ├── EnvironmentFailedError     the environment failed outside a tool (infrastructure)      UNAVAILABLE
+        │   └── SessionLostError       a remote server no longer has the session (restart, expiry); the
+        │                              episode may run again from the start (infrastructure)     UNAVAILABLE
         ├── VerifyError           verify raised on this task (task: retrying will not help)   INTERNAL
+        ├── VerifyTimeoutError    verify ran out of time: no verdict, never a fake 0 (infrastructure)  DEADLINE_EXCEEDED
         └── RolloutTimeoutError        the rollout ran past its deadline (infrastructure)          DEADLINE_EXCEEDED
 
 A tool that raises is not an error of this tree: its text goes back to the model as the tool's output.
@@ -110,6 +113,14 @@ class EnvironmentFailedError(RolloutError):
     retry_rollout: ClassVar[bool] = False  # True: the session's state is gone; the agent may run the episode again
 
 
+class SessionLostError(EnvironmentFailedError):
+    """A remote environment answered NOT_FOUND for a session it had given out (it restarted, or expired the session):
+    the state is gone, the task is not at fault, and the episode can run again from the start."""
+
+    reason = "SESSION_LOST"
+    retry_rollout = True
+
+
 class VerifyError(RolloutError):
     code = grpc.StatusCode.INTERNAL
     reason = "VERIFY_FAILED"
@@ -119,3 +130,11 @@ class VerifyError(RolloutError):
 class RolloutTimeoutError(RolloutError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
     reason = "ROLLOUT_TIMEOUT"
+
+
+class VerifyTimeoutError(RolloutError):
+    """Verify (or a check it runs, such as a math-verify or reasoning-gym scorer) ran out of time. The rollout has no
+    verdict: it is an infrastructure failure (a loaded machine, a pathological answer), never scored as 0."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "VERIFY_TIMEOUT"

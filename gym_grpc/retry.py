@@ -49,6 +49,7 @@ class RetryPolicy:
     max_attempts: int = 4
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
+    max_elapsed: float | None = None  # seconds one call may take over all its attempts and backoffs (None: no bound)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
@@ -58,15 +59,26 @@ class RetryPolicy:
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
-    """Run `call` until it succeeds, fails with a non-retryable error, or runs out of attempts (-> ModelError)."""
+    """Run `call` until it succeeds, fails with a non-retryable error, runs out of attempts, or (with
+    `policy.max_elapsed`) out of time: an attempt still running when the budget is spent is cut, and no retry starts
+    whose backoff would end past it (-> ModelError naming the budget and the attempts made)."""
+    loop = asyncio.get_running_loop()
+    deadline = None if policy.max_elapsed is None else loop.time() + policy.max_elapsed
     attempt = 1
     while True:
         try:
-            return await call()
+            async with asyncio.timeout_at(deadline):
+                return await call()
         except RetryableError as exc:
             if attempt >= policy.max_attempts:
                 raise ModelError(f"{what} failed after {attempt} attempts: {exc}", attempts=attempt) from exc
             delay = policy.delay(attempt, exc.retry_after)
+            if deadline is not None and loop.time() + delay >= deadline:
+                raise ModelError(
+                    f"{what} failed after {attempt} attempts, with no time left for another within its "
+                    f"{policy.max_elapsed:g} s budget (retry.max_elapsed): {exc}",
+                    attempts=attempt,
+                ) from exc
             ledger = LEDGER.get()
             if ledger is not None:
                 ledger.record(attempt + 1, f"{what}: {exc}")
@@ -78,3 +90,9 @@ async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy, wh
         except ModelError as exc:
             exc.attempts = attempt
             raise
+        except TimeoutError:  # the budget ran out during an attempt (asyncio.timeout_at above)
+            raise ModelError(
+                f"{what} was still waiting for an answer when its {policy.max_elapsed:g} s budget "
+                f"(retry.max_elapsed) ran out, in attempt {attempt}",
+                attempts=attempt,
+            ) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from gym_grpc.environments.base import Environment, tool
 from gym_grpc.protocol.rollouts import Task, VerifyResult
@@ -80,3 +80,55 @@ class ScoreEnvironment(Environment[dict[str, int]]):
 
     async def verify(self, state: dict[str, int], task: Task, response: Response) -> VerifyResult:
         return VerifyResult(reward=float(response.final_answer or 0), metrics={"steps": state["steps"]})
+
+
+class LedgerEnvironment(Environment[list[str]]):
+    """Counts what it did, to catch work done twice: `act` records the call at once, then sleeps `x` seconds; seed
+    sleeps `seed_delay` (from the task) after counting."""
+
+    seeds = 0
+    acts = 0
+
+    async def seed(self, task: Task, seed: int | None) -> list[str]:
+        LedgerEnvironment.seeds += 1
+        await asyncio.sleep(float(task.extras.get("seed_delay", 0)))
+        return []
+
+    @tool("Records one action, then sleeps x seconds.", OBJECT)
+    async def act(self, state: list[str], x: int) -> str:
+        LedgerEnvironment.acts += 1
+        state.append("act")
+        await asyncio.sleep(x)
+        return json.dumps({"actions": len(state)})
+
+    async def verify(self, state: list[str], task: Task, response: Response) -> VerifyResult:
+        return VerifyResult(reward=float(len(state) == 1))
+
+
+def burn(seconds: float) -> int:
+    """Burn CPU for `seconds` (a worker process runs it: module-level, picklable by reference)."""
+    import time
+
+    end, n = time.process_time() + seconds, 0
+    while time.process_time() < end:
+        n += 1
+    return n
+
+
+class BurnEnvironment(Environment[None]):
+    """verify burns `burn_seconds` (task extras) of CPU: through `run_cpu` (off the loop), or inline (`inline: true`,
+    what the blocking-work rule forbids). It logs "burn-start" / "burn-end" in `BurnEnvironment.log`."""
+
+    log: ClassVar[list[tuple[str, float]]] = []
+
+    async def verify(self, state: None, task: Task, response: Response) -> VerifyResult:
+        import time
+
+        seconds = float(task.extras.get("burn_seconds", 1.0))
+        BurnEnvironment.log.append(("burn-start", time.monotonic()))
+        if task.extras.get("inline"):
+            burn(seconds)
+        else:
+            await self.run_cpu(seconds * 20 + 30, burn, seconds)
+        BurnEnvironment.log.append(("burn-end", time.monotonic()))
+        return VerifyResult(reward=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from envs import ToolboxEnvironment
 from gym_grpc.agents.simple import RolloutSpec, SimpleAgent
 from gym_grpc.environments.host import EnvironmentHost
 from gym_grpc.environments.weather import WeatherEnvironment
-from gym_grpc.errors import ModelError
+from gym_grpc.errors import EnvironmentFailedError, ModelError
 from gym_grpc.protocol.rollouts import Sampling, Task
 from gym_grpc.protocol.types import FunctionCallOutput, Message
 from gym_grpc.testing.scripted import ScriptedModel, call, response, say
@@ -127,3 +128,65 @@ async def test_tools_come_from_the_environment_when_the_task_has_none() -> None:
     await a.run(RolloutSpec(task()))
     assert [t.name for t in model.requests[0].function_tools] == ["get_weather"]
     assert isinstance(model.requests[0].items[0], Message)
+
+
+class WrappedHost:
+    """An EnvironmentClient around a real host whose close hangs, and whose `explode` call is an environment failure
+    (as a lost remote server would be) rather than a tool error."""
+
+    def __init__(self, host: EnvironmentHost, *, close_hangs: bool = False) -> None:
+        self.host = host
+        self.name = host.name
+        self.close_hangs = close_hangs
+        self.cancelled_calls = 0
+
+    async def list_tools(self) -> Any:
+        return await self.host.list_tools()
+
+    async def seed_session(self, task: Task, seed: int | None = None) -> str:
+        return await self.host.seed_session(task, seed)
+
+    async def call_tool(self, session_id: str, name: str, arguments: str, *, call_id: str = "") -> Any:
+        if name == "explode":
+            await asyncio.sleep(0.05)
+            raise EnvironmentFailedError("the environment server went away")
+        try:
+            return await self.host.call_tool(session_id, name, arguments)
+        except asyncio.CancelledError:
+            self.cancelled_calls += 1
+            raise
+
+    async def verify(self, session_id: str, response: Any) -> Any:
+        return await self.host.verify(session_id, response)
+
+    async def close_session(self, session_id: str) -> None:
+        if self.close_hangs:
+            await asyncio.sleep(3600)
+        await self.host.close_session(session_id)
+
+
+async def test_a_hanging_close_after_the_rollout_timeout_does_not_hang_the_rollout() -> None:
+    host = EnvironmentHost("toolbox", ToolboxEnvironment(), tool_timeout=30)
+    env = WrappedHost(host, close_hangs=True)
+    a = SimpleAgent("a", ScriptedModel([response(call("slow", {"x": 30}))]), env, close_timeout=0.2)  # type: ignore[arg-type]
+    rollout = await asyncio.wait_for(a.run(RolloutSpec(task(), timeout=0.2)), 20)
+    assert rollout.failure is not None and rollout.failure.reason == "ROLLOUT_TIMEOUT"
+
+
+async def test_a_failed_tool_call_cancels_its_siblings() -> None:
+    host = EnvironmentHost("toolbox", ToolboxEnvironment(), tool_timeout=30)
+    env = WrappedHost(host)
+    script = [response(call("slow", {"x": 30}, "c1"), call("explode", {}, "c2"))]
+    a = SimpleAgent("a", ScriptedModel(script), env)  # type: ignore[arg-type]
+    rollout = await asyncio.wait_for(a.run(RolloutSpec(task())), 20)
+    assert rollout.failure is not None and rollout.failure.reason == "ENVIRONMENT_FAILED"
+    assert "went away" in rollout.failure.message
+    assert env.cancelled_calls == 1  # the slow sibling was cancelled, not left running
+
+
+async def test_each_tool_call_has_its_own_idempotency_key() -> None:
+    """Models may reuse call ids across steps: the key the environment de-duplicates on must not collide."""
+    script = [response(call("add", {"x": 2}, "c")), response(call("add", {"x": 3}, "c")), response(say("5"))]
+    a, _, _ = agent(script)
+    rollout = await a.run(RolloutSpec(task(expected_total=5)))
+    assert rollout.reward == 1.0 and [o.output for o in outputs(rollout)] == ['{"total": 2}', '{"total": 5}']

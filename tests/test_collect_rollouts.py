@@ -142,6 +142,25 @@ async def test_resume_skips_excluded_ids(scripted: tuple[GymServer, ScriptedMode
     assert len(model.requests) - calls == 2  # one rollout, two model calls
 
 
+async def test_a_resumed_group_is_marked_partial(scripted: tuple[GymServer, ScriptedModel]) -> None:
+    """Issue #20 item 9: a group of which a resume re-ran only some members says so (group_size vs delivered), so a
+    GRPO trainer never normalises over a partial group unknowingly."""
+    gym, _ = scripted
+    tasks = [task(f"add {n}", expected_total=n) for n in (1, 2)]
+    first = await collect(gym, CollectionRequest(agent="agent", tasks=tasks, num_repeats=3))
+    ids = sorted((e.rollout.task_index, e.rollout.rollout_id) for e in first if isinstance(e, Finished))
+    whole = [e for e in first if isinstance(e, GroupDone)]
+    excluded = frozenset([rid for index, rid in ids if index == 0][:2])  # two of task 0's three
+    again = await collect(
+        gym, CollectionRequest(agent="agent", tasks=tasks, num_repeats=3, exclude_rollout_ids=excluded)
+    )
+    [resumed] = [e for e in again if isinstance(e, GroupDone) and e.task_index == 0]
+    [untouched] = [e for e in again if isinstance(e, GroupDone) and e.task_index == 1]
+    assert [(g.group_size, g.partial) for g in whole] == [(3, False), (3, False)]
+    assert (resumed.succeeded + resumed.failed, resumed.group_size, resumed.partial) == (1, 3, True)
+    assert (untouched.succeeded + untouched.failed, untouched.group_size, untouched.partial) == (3, 3, False)
+
+
 async def test_heartbeats_on_an_idle_stream() -> None:
     model = ScriptedModel([response(say("slow"))], delay=0.7)
     gym = await start(model)

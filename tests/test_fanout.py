@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import grpc
+import pytest
 from conftest import weather_config
 
+from gym_grpc._proto.gym.v1 import rollout_pb2, rollout_pb2_grpc
 from gym_grpc.client import CollectionRequest, Finished, GroupDone, Started, Summary
 from gym_grpc.client.fanout import FanOut
 from gym_grpc.protocol.rollouts import Task
@@ -140,3 +143,68 @@ async def test_two_serve_processes_one_killed_midway_exactly_one_line_each(tmp_p
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(records) == 40 and len({(r["task_index"], r["rollout_index"]) for r in records}) == 40
     assert all(r["reward"] == 1.0 for r in records)
+
+
+async def test_a_refused_request_fails_fast_with_its_real_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNAUTHENTICATED would be the same on every server: not a lost server, no re-deal, the real status."""
+    monkeypatch.setenv("FANOUT_TOKEN", "s3cret")
+    fleet = []
+    for _ in range(2):
+        cfg = weather_config("http://127.0.0.1:1/v1", auth={"token_env": "FANOUT_TOKEN"})
+        gym = GymServer(cfg, Runtime(cfg, models={"policy_model": ScriptedModel([response(say("hi"))])}))
+        await gym.start("127.0.0.1", 0)
+        fleet.append(gym)
+    fan = FanOut([f"127.0.0.1:{g.port}" for g in fleet])
+    try:
+        events = fan.collect_rollouts(CollectionRequest(agent="weather_simple_agent", tasks=tasks(4)))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await asyncio.wait_for(_drain(events), 30)
+    finally:
+        for gym in fleet:
+            await gym.stop(0)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED and fan.lost == []
+
+
+class _Garbled(rollout_pb2_grpc.RolloutServiceServicer):
+    """A server whose stream sends a message with no event set (a client-side decoding error, not a gRPC status)."""
+
+    async def CollectRollouts(self, request: Any, context: Any) -> Any:  # noqa: N802
+        yield rollout_pb2.CollectRolloutsResponse()
+        await asyncio.sleep(3600)
+
+
+async def test_an_error_that_is_not_a_status_ends_the_merged_stream() -> None:
+    server = grpc.aio.server()
+    rollout_pb2_grpc.add_RolloutServiceServicer_to_server(_Garbled(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        request = CollectionRequest(agent="weather_simple_agent", tasks=tasks(2))
+        events = FanOut([f"127.0.0.1:{port}"]).collect_rollouts(request)
+        with pytest.raises(ValueError, match="empty CollectRolloutsResponse"):
+            await asyncio.wait_for(_drain(events), 30)
+    finally:
+        await server.stop(0)
+
+
+async def test_a_slow_reader_holds_the_servers_back() -> None:
+    fleet = await servers(2)
+    fan = FanOut([f"127.0.0.1:{g.port}" for g, _ in fleet], queue_size=3)
+    request = CollectionRequest(agent="weather_simple_agent", tasks=tasks(10), num_repeats=2)
+    try:
+        events = fan.collect_rollouts(request)
+        await anext(events)  # Started
+        await anext(events)  # the first rollout: the servers are streaming
+        await asyncio.sleep(0.5)  # a slow reader; unbounded, the other 19 rollouts would pile up here
+        buffered = fan.buffered
+        rest = [e async for e in events]
+    finally:
+        for gym, _ in fleet:
+            await gym.stop(0)
+    assert buffered <= 3
+    assert len([e for e in rest if isinstance(e, Finished)]) == 19
+
+
+async def _drain(events: Any) -> None:
+    async for _ in events:
+        pass

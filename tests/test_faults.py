@@ -65,11 +65,12 @@ async def test_model_faults_are_retried_then_typed_failures(model_server: ModelS
     assert rollouts[texts[5]].reward == 1.0
 
 
-async def test_a_hanging_verify_is_a_task_failure(model_server: ModelServer) -> None:
+async def test_a_hanging_verify_is_a_typed_infrastructure_failure(model_server: ModelServer) -> None:
     envs = {"toolbox": {"entrypoint": "envs:ToolboxEnvironment", "verify_timeout": 0.2}}
     rollouts, summary = await collect(config(model_server.base_url, envs), ["add 1"], verify_hangs=True)
     [rollout] = rollouts.values()
-    assert rollout.failure is not None and rollout.failure.kind == "task" and rollout.reward is None
+    assert rollout.failure is not None and rollout.reward is None  # no verdict: never a fake 0
+    assert rollout.failure.kind == "infrastructure" and rollout.failure.reason == "VERIFY_TIMEOUT"
     assert "longer than 0.2 s" in rollout.failure.message and summary.failed == 1
 
 

@@ -46,6 +46,16 @@ async def test_reflection_lists_and_describes_the_services(gym_server: GymServer
     )
 
 
+async def test_reflection_describes_a_method(gym_server: GymServer) -> None:
+    """Issue #20 item 14: grpcio's reflection finds no method symbols (grpc-go's does); ours resolves them."""
+    for method in ("gym.v1.RolloutService.CollectRollouts", "gym.v1.EnvironmentService.CallTool"):
+        code, out, err = await grpcurl(gym_server, "describe", method)
+        assert code == 0, err
+        assert f"{method} is a method:" in out
+    code, _, err = await grpcurl(gym_server, "describe", "gym.v1.RolloutService.NoSuchMethod")
+    assert code != 0 and "not found" in err.lower()
+
+
 async def test_list_tools_and_call_get_weather_by_hand(gym_server: GymServer) -> None:
     tools = await call(gym_server, "gym.v1.EnvironmentService/ListTools", {"environment": "weather"})
     [tool] = tools["tools"]  # type: ignore[misc]

@@ -33,3 +33,44 @@ def test_single_repeat_has_no_pass_at_k() -> None:
     agg.add(0, 1.0, {})
     agg.add(1, 0.0, {})
     assert set(agg.stats()) == {"reward"}
+
+
+def test_pass_at_k_is_the_unbiased_estimator_with_each_tasks_own_n() -> None:
+    agg = MetricsAggregator(k=2)
+    for reward in (1.0, 0.0, 0.0, 0.0):  # n=4, c=1: 1 - C(3,2)/C(4,2) = 0.5 (not "some rollout passed" = 1)
+        agg.add(0, reward, {})
+    for reward in (0.0, 0.0, 0.0):  # n=3, c=0
+        agg.add(1, reward, {})
+    stats = agg.stats()
+    assert stats["pass@2"].mean == pytest.approx(0.25) and stats["pass@2"].count == 2
+
+
+def test_a_task_short_of_k_samples_is_not_scored_as_if_it_had_k() -> None:
+    agg = MetricsAggregator(k=3)
+    for reward in (1.0, 0.0, 0.0):
+        agg.add(0, reward, {})
+    agg.add(1, 1.0, {})  # task 1: two of its three rollouts failed (no reward)
+    agg.add(1, None, {})
+    agg.add(1, None, {})
+    stats = agg.stats()
+    assert stats["pass@3"].count == 1 and stats["pass@3"].mean == 1.0  # task 1 cannot estimate pass@3
+    assert stats["pass@1"].count == 2 and stats["pass@1"].mean == pytest.approx((1 / 3 + 1) / 2)
+
+
+def test_majority_counts_tasks_without_an_answer_as_misses() -> None:
+    agg = MetricsAggregator()
+    for answer, reward in (("4", 1.0), ("4", 1.0)):
+        agg.add(0, reward, {"extracted_answer": answer})
+    for _ in range(2):
+        agg.add(1, 0.0, {"extracted_answer": ""})  # no answer extracted
+    for answer in ("", "", "9"):
+        agg.add(2, 1.0 if answer == "9" else 0.0, {"extracted_answer": answer})  # "no answer" wins the vote
+    assert agg.stats()["majority@3"].mean == pytest.approx(1 / 3) and agg.stats()["majority@3"].count == 3
+
+
+def test_the_pass_threshold_is_configurable() -> None:
+    strict, lenient = MetricsAggregator(), MetricsAggregator(pass_threshold=0.5)
+    for agg in (strict, lenient):
+        for reward in (0.5, 0.25):
+            agg.add(0, reward, {})
+    assert strict.stats()["pass@1"].mean == 0.0 and lenient.stats()["pass@1"].mean == 0.5

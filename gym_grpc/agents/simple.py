@@ -4,6 +4,11 @@ Each step sends the task's input plus every output so far to the model, runs all
 environment concurrently (outputs appended in call order, matched by `call_id`), and stops on a final message without
 tool calls, on an incomplete response, or after `max_steps` model calls. The episode's response holds every output
 item and the summed usage. A failure of the model, the environment or verify becomes the rollout's `failure`.
+
+The calls of one step run in a TaskGroup: when one fails (the environment is lost), its siblings are cancelled, not
+left running. Each call carries an idempotency key (`call_id`: the call's ordinal in the episode and the model's call
+id), so a remote environment that is asked twice runs it once. Closing the session has its own deadline
+(`close_timeout`), also after the rollout's timeout fired: a hanging close never hangs the collection.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from datetime import UTC, datetime
 import grpc
 
 from gym_grpc.environments.client import EnvironmentClient
+from gym_grpc.environments.host import ToolResult
 from gym_grpc.errors import EnvironmentFailedError, GymError, RolloutError, RolloutTimeoutError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.versions import stamp_versions, version_now
 from gym_grpc.protocol.rollouts import Failure, Rollout, Sampling, Stats, Task, Timing
 from gym_grpc.protocol.types import (
+    FunctionCall,
     FunctionCallOutput,
     IncompleteDetails,
     Item,
@@ -33,6 +40,7 @@ from gym_grpc.retry import LEDGER, RetryLedger
 
 log = logging.getLogger(__name__)
 EPISODE_ATTEMPTS = 3  # runs of one episode when the environment lost its session (an error with `retry_rollout`)
+_closing: set[asyncio.Task[None]] = set()  # closes that missed their deadline, still running (kept from the GC)
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,20 @@ class _Clock:
 
 
 class SimpleAgent:
-    def __init__(self, name: str, model: ModelClient, environment: EnvironmentClient, *, max_steps: int = 10) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: ModelClient,
+        environment: EnvironmentClient,
+        *,
+        max_steps: int = 10,
+        close_timeout: float = 10.0,
+    ) -> None:
         self.name = name
         self.model = model
         self.environment = environment
         self.max_steps = max_steps
+        self.close_timeout = close_timeout
 
     async def run(self, spec: RolloutSpec) -> Rollout:
         """Run one rollout to its verdict. Never raises for a failed episode: the failure is on the rollout."""
@@ -168,7 +185,21 @@ class SimpleAgent:
             clock.verify += time.perf_counter() - t
             rollout.reward, rollout.metrics = verdict.reward, dict(verdict.metrics)
         finally:
-            await asyncio.shield(env.close_session(session))
+            await self._close(session)
+
+    async def _close(self, session: str) -> None:
+        """Close the session within `close_timeout`; a close that misses it goes on in the background (logged).
+        A cancellation of the rollout does not cancel the close (it is shielded)."""
+        closing = asyncio.create_task(self.environment.close_session(session))
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+        done, _ = await asyncio.wait({closing}, timeout=self.close_timeout)
+        if not done:
+            log.warning("closing session %s of %s took over %g s; not waiting for it", session, self.name,
+                        self.close_timeout)  # fmt: skip
+            return
+        if not closing.cancelled() and closing.exception() is not None:
+            log.warning("closing session %s of %s failed: %r", session, self.name, closing.exception())
 
     async def _loop(
         self, params: ResponseCreateParams, session: str, rollout: Rollout, clock: _Clock
@@ -182,10 +213,12 @@ class SimpleAgent:
             request = params.model_copy(update={"input": history + outputs})
             t = time.perf_counter()
             version = version_now()  # the policy version in force when the call starts (StreamRollouts)
-            response = await self.model.create(request, sticky_key=rollout.rollout_id or None)
+            stats.model_calls += 1  # counted when made: a call that fails (after its retries) is a call too
+            try:
+                response = await self.model.create(request, sticky_key=rollout.rollout_id or None)
+            finally:
+                clock.model += time.perf_counter() - t
             stamp_versions(response.output, version)
-            clock.model += time.perf_counter() - t
-            stats.model_calls += 1
             outputs.extend(response.output)
             if response.usage is not None:
                 usage = usage + response.usage
@@ -193,7 +226,7 @@ class SimpleAgent:
             if not calls or response.status == "incomplete":
                 return outputs, usage, response, False
             t = time.perf_counter()
-            results = await asyncio.gather(*(self.environment.call_tool(session, c.name, c.arguments) for c in calls))
+            results = await self._call_tools(session, calls, stats.tool_calls)
             clock.tools += time.perf_counter() - t
             for call, result in zip(calls, results, strict=True):
                 outputs.append(FunctionCallOutput(call_id=call.call_id, output=result.output))
@@ -203,6 +236,19 @@ class SimpleAgent:
                     stats.tool_error_messages.append(result.output)
             if stats.model_calls >= self.max_steps:
                 return outputs, usage, response, True
+
+    async def _call_tools(self, session: str, calls: list[FunctionCall], first: int) -> list[ToolResult]:
+        """Run a step's calls concurrently; the first failure cancels the others and is raised as it is."""
+        env = self.environment
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(env.call_tool(session, c.name, c.arguments, call_id=f"{first + n}:{c.call_id}"))
+                    for n, c in enumerate(calls)
+                ]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
 
 def _failure(exc: GymError) -> Failure:

@@ -6,6 +6,12 @@ so a server's `group_complete` events stay meaningful. When a server's stream fa
 are dealt again to the servers still alive (at most `max_redispatch` rounds). The merged stream has one `Started`,
 every rollout exactly once, a `GroupDone` when the client has all repeats of a task (whichever servers ran them), and
 one `Summary`.
+
+Only a server that is gone counts as lost (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, CANCELLED,
+UNKNOWN, INTERNAL, DATA_LOSS). Any other status (INVALID_ARGUMENT, UNAUTHENTICATED, NOT_FOUND, ...) would fail the
+same way everywhere: the merged stream ends at once with that status. An error that is not a gRPC status (a bug, a
+message that does not decode) ends it too, raised as it is. Events wait in a queue of `queue_size` (a slow reader
+holds the servers' streams back instead of buffering without bound).
 """
 
 from __future__ import annotations
@@ -26,6 +32,18 @@ from gym_grpc.errors import InvalidArgumentError
 from gym_grpc.protocol.events import CollectionRequest, Event, Finished, Started
 
 log = logging.getLogger(__name__)
+LOST = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -36,15 +54,39 @@ class ServerLost:
     error: str
 
 
+@dataclass(frozen=True)
+class _Fatal:
+    """A server's stream failed in a way another server would repeat: the merged stream raises `error`."""
+
+    target: str
+    error: BaseException
+
+
 class FanOut:
-    def __init__(self, targets: Sequence[str], *, max_redispatch: int = 3, **client_options: Any) -> None:
+    def __init__(
+        self,
+        targets: Sequence[str],
+        *,
+        max_redispatch: int = 3,
+        queue_size: int = 256,
+        pass_threshold: float = 1.0,
+        **client_options: Any,
+    ) -> None:
         if not targets:
             raise ValueError("at least one server is needed")
         self.targets = list(targets)
         self.max_redispatch = max_redispatch
+        self.queue_size = queue_size
+        self.pass_threshold = pass_threshold
         self.client_options = client_options
         self.lost: list[ServerLost] = []
         self._task_count = 0
+        self._out: asyncio.Queue[Any] | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Events received from the servers and not yet read (at most `queue_size`)."""
+        return self._out.qsize() if self._out is not None else 0
 
     def _plan(self, request: CollectionRequest) -> tuple[str, dict[str, GroupTally], dict[str, list[str]]]:
         """The collection id, the groups to run, and each group's rollout ids."""
@@ -60,7 +102,7 @@ class FanOut:
             rids = [ids.rollout_id(gid, r) for r in range(request.num_repeats)]
             rids = [r for r in rids if r not in request.exclude_rollout_ids]
             if rids:
-                groups[gid] = GroupTally(gid, task_index, len(rids))
+                groups[gid] = GroupTally(gid, task_index, len(rids), request.num_repeats)
                 members[gid] = rids
         return ids.collection_id(request.agent, digests, request.num_repeats, request.sampling), groups, members
 
@@ -74,7 +116,13 @@ class FanOut:
                     if isinstance(event, Finished):
                         await out.put(event)
         except grpc.aio.AioRpcError as exc:
-            await out.put(ServerLost(target, f"{exc.code().name}: {exc.details()}"))
+            if exc.code() in LOST:
+                await out.put(ServerLost(target, f"{exc.code().name}: {exc.details()}"))
+            else:
+                await out.put(_Fatal(target, exc))
+            return
+        except Exception as exc:  # reported to the merged stream, which raises it
+            await out.put(_Fatal(target, exc))
             return
         await out.put(("done", target))
 
@@ -86,11 +134,12 @@ class FanOut:
         yield Started(cid, len(groups), len(everyone), request.num_repeats)
         alive = list(self.targets)
         pending = set(everyone)
-        tally = CollectionTally(groups)
+        tally = CollectionTally(groups, pass_threshold=self.pass_threshold, k=request.num_repeats)
         for round_ in range(self.max_redispatch + 1):
             if not pending or not alive:
                 break
-            out: asyncio.Queue[Any] = asyncio.Queue()
+            out: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.queue_size)
+            self._out = out
             deal: dict[str, set[str]] = {t: set() for t in alive}
             for n, gid in enumerate(sorted({by_id[r] for r in pending}, key=lambda g: groups[g].task_index)):
                 deal[alive[n % len(alive)]].update(r for r in members[gid] if r in pending)
@@ -99,6 +148,9 @@ class FanOut:
             try:
                 while open_runs:
                     item = await out.get()
+                    if isinstance(item, _Fatal):
+                        log.error("server %s failed: %r; ending the collection", item.target, item.error)
+                        raise item.error
                     if isinstance(item, ServerLost):
                         log.warning(
                             "server %s lost (%s); its undelivered rollouts go to the others", item.target, item.error

@@ -37,6 +37,7 @@ class CollectionPlan:
     exclude_rollout_ids: frozenset[str] = frozenset()
     heartbeat_interval: float = 10.0
     queue_size: int = 64
+    pass_threshold: float = 1.0  # the reward at which a rollout counts as a pass (pass@k, majority@k)
 
 
 class Collector:
@@ -67,7 +68,7 @@ class Collector:
                 excluded = sum(ids.rollout_id(gid, r) in plan.exclude_rollout_ids for r in range(plan.num_repeats))
             skipped += excluded
             if plan.num_repeats > excluded:
-                groups[task_index] = GroupTally(gid, task_index, plan.num_repeats - excluded)
+                groups[task_index] = GroupTally(gid, task_index, plan.num_repeats - excluded, plan.num_repeats)
         return cid, groups, skipped
 
     def _specs(self, groups: dict[int, GroupTally]) -> Iterator[RolloutSpec]:
@@ -110,7 +111,9 @@ class Collector:
         workers = [
             asyncio.create_task(self._work(shared, queue, count), name=f"collect-{cid}-{i}") for i in range(count)
         ]
-        tally = CollectionTally({g.group_id: g for g in groups.values()})
+        tally = CollectionTally(
+            {g.group_id: g for g in groups.values()}, pass_threshold=plan.pass_threshold, k=plan.num_repeats
+        )
         try:
             for _ in range(total):
                 rollout = await self._next(queue, workers)

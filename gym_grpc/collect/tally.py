@@ -16,15 +16,16 @@ class GroupTally:
 
     group_id: str
     task_index: int
-    expected: int
+    expected: int  # the group's rollouts this collection runs
+    size: int = 0  # the group's full size (num_repeats); more than `expected` when some were excluded (a resume)
     rewards: list[float] = field(default_factory=list)
     failed: int = 0
 
 
 class CollectionTally:
-    def __init__(self, groups: dict[str, GroupTally]) -> None:
+    def __init__(self, groups: dict[str, GroupTally], *, pass_threshold: float = 1.0, k: int | None = None) -> None:
         self.groups = groups  # by group id
-        self.metrics = MetricsAggregator()
+        self.metrics = MetricsAggregator(pass_threshold=pass_threshold, k=k)
         self.succeeded = 0
         self.failed = 0
 
@@ -45,7 +46,9 @@ class CollectionTally:
         if len(group.rewards) + group.failed < group.expected:
             return None
         mean = sum(group.rewards) / len(group.rewards) if group.rewards else None
-        return GroupDone(group.group_id, group.task_index, len(group.rewards), group.failed, mean)
+        size = max(group.size, group.expected)
+        done = len(group.rewards) + group.failed
+        return GroupDone(group.group_id, group.task_index, len(group.rewards), group.failed, mean, size, done < size)
 
     def summary(self, skipped: int, seconds: float) -> Summary:
         return Summary(self.succeeded, self.failed, skipped, self.metrics.stats(), seconds)

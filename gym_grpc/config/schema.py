@@ -25,6 +25,9 @@ class RetryConfig(_Strict):
     max_attempts: int = Field(default=4, ge=1)
     initial_backoff: float = Field(default=0.5, ge=0)
     max_backoff: float = Field(default=8.0, ge=0)
+    max_elapsed: float | None = Field(
+        default=300.0, gt=0, description="seconds one model call may take over all its attempts (null: no bound)"
+    )
 
 
 class OpenAIResponsesModelConfig(_Strict):
@@ -39,6 +42,9 @@ class OpenAIResponsesModelConfig(_Strict):
     max_concurrency: int = Field(default=256, ge=1)
     timeout: float = Field(default=120.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_output_tokens: int | None = Field(
+        default=4096, ge=1, description="output cap sent when the request sets none (null: send none)"
+    )
 
 
 class ChatCompletionsModelConfig(_Strict):
@@ -55,6 +61,9 @@ class ChatCompletionsModelConfig(_Strict):
     max_concurrency: int = Field(default=256, ge=1)
     timeout: float = Field(default=120.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_output_tokens: int | None = Field(
+        default=4096, ge=1, description="output cap sent when the request sets none (null: send none)"
+    )
 
 
 class LocalModelConfig(_Strict):
@@ -129,9 +138,24 @@ class RayEnvironmentConfig(_Strict):
     start_timeout: float = Field(default=120.0, gt=0, description="seconds for the actors to come up")
 
 
+class RemoteTlsConfig(_Strict):
+    """TLS to a remote environment server: the CA to trust (none: the system's), and a client certificate (mTLS)."""
+
+    ca: str | None = Field(default=None, description="CA bundle (PEM) to trust")
+    cert: str | None = Field(default=None, description="client certificate (PEM), for mutual TLS")
+    key: str | None = Field(default=None, description="client key (PEM), for mutual TLS")
+
+    @model_validator(mode="after")
+    def _pair(self) -> RemoteTlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key")
+        return self
+
+
 class EnvironmentConfig(_Strict):
     """An environment run in this process (`entrypoint`), on Ray actors (`entrypoint` + `ray`), or served by another
-    gym-grpc server (`address`)."""
+    gym-grpc server (`address`, with `tls` and a bearer token from `token_env` / `token_file` when that server asks
+    for them; plaintext to a non-loopback address needs `allow_insecure`)."""
 
     entrypoint: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$", description="module.path:ClassName")
     config: dict[str, Any] = Field(default_factory=dict)
@@ -140,6 +164,10 @@ class EnvironmentConfig(_Strict):
     address: str | None = Field(default=None, description="host:port of a server hosting it")
     remote_name: str | None = Field(default=None, description="its name there (default: the same)")
     timeout: float = Field(default=60.0, gt=0, description="deadline of each remote call")
+    tls: RemoteTlsConfig | None = Field(default=None, description="TLS to the remote server")
+    token_env: str | None = Field(default=None, description="env var holding the remote server's bearer token")
+    token_file: str | None = Field(default=None, description="file holding the remote server's bearer token")
+    allow_insecure: bool = Field(default=False, description="plaintext to a non-loopback address")
     ray: RayEnvironmentConfig | None = Field(default=None, description="run it as a pool of Ray actors")
 
     @model_validator(mode="after")
@@ -148,7 +176,21 @@ class EnvironmentConfig(_Strict):
             raise ValueError("give exactly one of entrypoint (in-process) or address (remote)")
         if self.ray is not None and self.entrypoint is None:
             raise ValueError("ray needs an entrypoint (a remote environment runs where its address is)")
+        remote_only = (self.tls, self.token_env, self.token_file)
+        if self.address is None and any(v is not None for v in remote_only):
+            raise ValueError("tls, token_env and token_file are for a remote environment (address)")
+        if self.token_env and self.token_file:
+            raise ValueError("give one of token_env or token_file")
+        if self.address is not None and self.tls is None and not self.allow_insecure and not _loopback(self.address):
+            raise ValueError(f"address {self.address} is not loopback: set tls (or allow_insecure: true)")
         return self
+
+
+def _loopback(address: str) -> bool:
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    return host in {"localhost", "127.0.0.1", "::1"} or host.startswith("127.")
 
 
 class AgentConfig(_Strict):
@@ -210,6 +252,15 @@ class ServerConfig(_Strict):
     )
     stream_resume_seconds: float = Field(
         default=120.0, ge=0, description="StreamRollouts: how long a detached stream and its unacked results live"
+    )
+    pass_threshold: float = Field(
+        default=1.0, ge=0, le=1, description="the reward at which a rollout passes (pass@k, majority@k)"
+    )
+    max_sessions: int = Field(
+        default=100_000, ge=1, description="open sessions per environment; one more is refused (RESOURCE_EXHAUSTED)"
+    )
+    session_idle_timeout: float = Field(
+        default=3600.0, gt=0, description="seconds without a call after which a session is closed"
     )
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=4 * 1024 * 1024)
     grace_period: float = Field(default=10.0, ge=0)

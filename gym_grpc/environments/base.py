@@ -15,20 +15,32 @@ apart by id and routes each call to its own state.
 
         async def verify(self, state, task, response):
             return VerifyResult(reward=float(sum(state) == task.extras["expected_total"]))
+
+The blocking-work rule: tools, `seed` and `verify` run on the server's event loop, which also carries every stream,
+heartbeat and health check of the server. They must never block it. Blocking work goes through `run_cpu` (CPU-bound
+or possibly hanging work: a worker process, killed when its deadline passes) or `run_io` (blocking I/O: a thread of
+the environment's own bounded pool). Both raise TimeoutError when the deadline passes.
+
+        async def verify(self, state, task, response):
+            ok = await self.run_cpu(10.0, check_proof, response.final_answer)  # a module-level function
 """
 
 from __future__ import annotations
 
 import inspect
+import os
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from gym_grpc.environments.workers import ProcessPool, ThreadPool
 from gym_grpc.protocol.rollouts import Task, VerifyResult
 from gym_grpc.protocol.types import FunctionTool, Response
 
 StateT = TypeVar("StateT")
+T = TypeVar("T")
 ToolHandler = Callable[..., Awaitable[Any]]
 
 
@@ -72,6 +84,8 @@ class Environment(ABC, Generic[StateT]):
     """Base class of resources environments. Subclasses declare tools with `@tool` and implement `verify`."""
 
     tool_specs: ClassVar[tuple[ToolSpec, ...]] = ()
+    cpu_workers: int = min(4, os.cpu_count() or 1)  # processes of `run_cpu` (an instance may set its own)
+    io_workers: int = 16  # threads of `run_io`
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -101,3 +115,30 @@ class Environment(ABC, Generic[StateT]):
 
     async def aclose(self) -> None:
         """Free what the environment itself holds (worker pools, connections). Called once, when its server stops."""
+
+    async def run_cpu(self, timeout: float, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker process of this environment (spawned on first use; `cpu_workers` of them), for
+        CPU-bound work or work that may hang. `fn` and its arguments must be picklable (a module-level function).
+        TimeoutError after `timeout` seconds of running: the worker is killed, so the work really stops."""
+        pool = self.__dict__.get("_gym_processes")
+        if pool is None:
+            pool = self.__dict__["_gym_processes"] = ProcessPool(self.cpu_workers)
+            weakref.finalize(self, pool.shutdown)  # also when used without a server (which calls shutdown_workers)
+        return await pool.run(timeout, fn, *args)
+
+    async def run_io(self, timeout: float, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a thread of this environment's own pool (`io_workers` threads), for blocking I/O.
+        TimeoutError after `timeout` seconds (waiting for a free thread included); a thread cannot be stopped, so a
+        call that timed out holds its thread until it returns: give the I/O its own timeouts too."""
+        pool = self.__dict__.get("_gym_threads")
+        if pool is None:
+            pool = self.__dict__["_gym_threads"] = ThreadPool(self.io_workers, type(self).__name__)
+        return await pool.run(timeout, fn, *args)
+
+    def shutdown_workers(self) -> None:
+        """Stop the worker processes and threads of `run_cpu` / `run_io` (a later call starts new ones). The host
+        calls it after `aclose`."""
+        for key in ("_gym_processes", "_gym_threads"):
+            pool = self.__dict__.pop(key, None)
+            if pool is not None:
+                pool.shutdown()

@@ -16,7 +16,8 @@ class EnvironmentClient(Protocol):
 
     async def seed_session(self, task: Task, seed: int | None = None) -> str: ...
 
-    async def call_tool(self, session_id: str, name: str, arguments: str) -> ToolResult: ...
+    async def call_tool(self, session_id: str, name: str, arguments: str, *, call_id: str = "") -> ToolResult:
+        """`call_id`: the call's idempotency key in its session (a repeat returns the first result)."""
 
     async def verify(self, session_id: str, response: Response) -> VerifyResult: ...
 

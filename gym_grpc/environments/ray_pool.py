@@ -102,8 +102,8 @@ class EnvironmentActor:
     async def seed_session(self, task: Task, seed: int | None) -> str:
         return await self._host().seed_session(task, seed)
 
-    async def call_tool(self, session_id: str, name: str, arguments: str) -> ToolResult:
-        return await self._host().call_tool(session_id, name, arguments)
+    async def call_tool(self, session_id: str, name: str, arguments: str, *, call_id: str = "") -> ToolResult:
+        return await self._host().call_tool(session_id, name, arguments, call_id=call_id)
 
     async def verify(self, session_id: str, response: Response) -> VerifyResult:
         return await self._host().verify(session_id, response)
@@ -290,10 +290,10 @@ class RayEnvironmentPool:
         replica.served += 1
         return f"{replica.id}{SEPARATOR}{inner}"
 
-    async def call_tool(self, session_id: str, name: str, arguments: str) -> ToolResult:
+    async def call_tool(self, session_id: str, name: str, arguments: str, *, call_id: str = "") -> ToolResult:
         replica, inner = self._route(session_id)
         result: ToolResult = await self._call(
-            replica, f"tool {name}", replica.actor.call_tool.remote(inner, name, arguments)
+            replica, f"tool {name}", replica.actor.call_tool.remote(inner, name, arguments, call_id=call_id)
         )
         return result
 

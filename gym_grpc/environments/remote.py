@@ -1,19 +1,35 @@
 """An environment served by another gym-grpc process, reached over `gym.v1.EnvironmentService`. Agents use it like
-an in-process host. Every call has a deadline; UNAVAILABLE and DEADLINE_EXCEEDED are retried with backoff, then the
-rollout fails as infrastructure (EnvironmentFailedError) — an unreachable environment never hangs a collection."""
+an in-process host. Every call has a deadline; a failed call is retried with backoff only when running it twice is
+harmless, then the rollout fails as infrastructure (EnvironmentFailedError): an unreachable environment never hangs a
+collection, and no tool acts twice.
+
+What is retried after UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED (the server may have run the call before
+its answer was lost):
+- ListTools, Verify, CloseSession: they change nothing (verify scores the session's state as it is).
+- CallTool: yes, because the server de-duplicates by the request's `call_id` within a session (`host.py`): a repeat
+  gets the first call's result and the tool does not run again.
+- SeedSession: only after UNAVAILABLE or RESOURCE_EXHAUSTED, never after DEADLINE_EXCEEDED (the server may have
+  made a session we would never learn of). A session orphaned by a connection lost mid-call is closed by the
+  server's idle expiry (`server.session_idle_timeout`).
+A NOT_FOUND for a session the server gave out means the server lost it (a restart, the idle expiry):
+SessionLostError, which lets the agent run the episode again from the start.
+
+The hop can use TLS (a CA to trust, a client certificate for mTLS) and a bearer token, like the collector's client.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
 
 from gym_grpc._proto.gym.v1 import environment_pb2, environment_pb2_grpc
 from gym_grpc.environments.host import ToolResult
-from gym_grpc.errors import EnvironmentFailedError, NotFoundError
+from gym_grpc.errors import EnvironmentFailedError, NotFoundError, SessionLostError
 from gym_grpc.protocol import convert
 from gym_grpc.protocol.rollouts import Task, VerifyResult
 from gym_grpc.protocol.types import FunctionTool, Response
@@ -21,11 +37,30 @@ from gym_grpc.retry import LEDGER, RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+# A call the server may have run: retried only where that is harmless (see the module docstring).
+SEED_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+NEVER_RAN = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})  # refused before running (a server limit)
+
+
+def channel_credentials(
+    ca: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None
+) -> grpc.ChannelCredentials:
+    """TLS channel credentials: a CA bundle to trust (None = the system's), and a client certificate for mTLS."""
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate needs both cert and key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca).read_bytes() if ca else None,
+        private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None,
+    )
 
 
 class RemoteEnvironment:
-    """`EnvironmentClient` over gRPC. `remote_name` is the environment's name on the remote server."""
+    """`EnvironmentClient` over gRPC. `remote_name` is the environment's name on the remote server; `credentials`
+    turn TLS on; `token` is sent as `authorization: Bearer <token>`."""
 
     def __init__(
         self,
@@ -36,30 +71,42 @@ class RemoteEnvironment:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.name = name
         self.remote_name = remote_name or name
         self.timeout = timeout
         self.retry = retry or RetryPolicy(max_attempts=3, initial_backoff=0.2, max_backoff=2.0)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self.channel = grpc.aio.insecure_channel(address)
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(address)
+        else:
+            self.channel = grpc.aio.secure_channel(address, credentials)
         self.stub: environment_pb2_grpc.EnvironmentServiceAsyncStub = environment_pb2_grpc.EnvironmentServiceStub(  # type: ignore[assignment]
             self.channel
         )
         self.address = address
 
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        retryable: frozenset[grpc.StatusCode] = RETRYABLE,
+        session: bool = False,
+    ) -> T:
         attempt = 1
         while True:
             try:
                 return await call()
             except grpc.aio.AioRpcError as exc:
+                where = f"environment {self.name} at {self.address}"
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    raise NotFoundError(f"{self.name} at {self.address}: {exc.details()}") from None
-                if exc.code() not in RETRYABLE or attempt >= self.retry.max_attempts:
-                    message = (
-                        f"environment {self.name} at {self.address}: {what} failed: {exc.code().name}: {exc.details()}"
-                    )
+                    if session:
+                        raise SessionLostError(f"{where}: {what}: the session is gone: {exc.details()}") from None
+                    raise NotFoundError(f"{where}: {exc.details()}") from None
+                if exc.code() not in retryable or attempt >= self.retry.max_attempts:
+                    message = f"{where}: {what} failed: {exc.code().name}: {exc.details()}"
                     raise EnvironmentFailedError(message, attempts=attempt) from None
                 ledger = LEDGER.get()
                 if ledger is not None:
@@ -79,16 +126,23 @@ class RemoteEnvironment:
         if seed is not None:
             request.seed = seed
         reply = await self._call(
-            "SeedSession", lambda: self.stub.SeedSession(request, timeout=self.timeout, metadata=self.metadata)
+            "SeedSession",
+            lambda: self.stub.SeedSession(request, timeout=self.timeout, metadata=self.metadata),
+            retryable=SEED_RETRYABLE,
         )
         return reply.session_id
 
-    async def call_tool(self, session_id: str, name: str, arguments: str) -> ToolResult:
+    async def call_tool(self, session_id: str, name: str, arguments: str, *, call_id: str = "") -> ToolResult:
+        """`call_id` is the idempotency key of the call in its session (the agent makes it unique per episode)."""
         request = environment_pb2.CallToolRequest(
-            environment=self.remote_name, session_id=session_id, name=name, arguments=arguments
+            environment=self.remote_name, session_id=session_id, name=name, arguments=arguments, call_id=call_id
         )
+        retryable = RETRYABLE if call_id else NEVER_RAN  # without a key, a repeat could run the tool twice
         reply = await self._call(
-            "CallTool", lambda: self.stub.CallTool(request, timeout=self.timeout, metadata=self.metadata)
+            "CallTool",
+            lambda: self.stub.CallTool(request, timeout=self.timeout, metadata=self.metadata),
+            retryable=retryable,
+            session=True,
         )
         return ToolResult(reply.output, reply.is_error)
 
@@ -97,7 +151,7 @@ class RemoteEnvironment:
             environment=self.remote_name, session_id=session_id, response=convert.response_to_proto(response)
         )
         reply = await self._call(
-            "Verify", lambda: self.stub.Verify(request, timeout=self.timeout, metadata=self.metadata)
+            "Verify", lambda: self.stub.Verify(request, timeout=self.timeout, metadata=self.metadata), session=True
         )
         return convert.verify_result_from_proto(reply.result)
 

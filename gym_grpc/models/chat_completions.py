@@ -42,7 +42,7 @@ class ChatCompletionsModel(HttpModel):
         self._warned_no_tokens = False
 
     async def create(self, params: ResponseCreateParams, *, sticky_key: str | None = None) -> Response:
-        body = to_chat_body(params, self.model, self.options)
+        body = to_chat_body(self.capped(params), self.model, self.options)
         body.update(self.extra_body)
         response_id = f"{next(_ids)}"
         try:

@@ -28,6 +28,7 @@ def build_model(name: str, config: ModelConfig) -> ModelClient:
         "max_concurrency": config.max_concurrency,
         "timeout": config.timeout,
         "retry": RetryPolicy(**config.retry.model_dump()),
+        "max_output_tokens": config.max_output_tokens,
     }
     if isinstance(config, ChatCompletionsModelConfig):
         return ChatCompletionsModel(

@@ -1,6 +1,8 @@
 """The HTTP plumbing of the model adapters: one aiohttp session, a concurrency cap, timeouts, bounded retries, and
 several upstreams with per-rollout stickiness (every turn of one rollout goes to the same upstream, so its prefix
-cache hits).
+cache hits). A default output cap (`max_output_tokens`) is sent when a request sets none, and the retries of one call
+are bounded in time as well as in number (`RetryPolicy.max_elapsed`), so a hanging or runaway model cannot hold a
+rollout for attempts x timeout.
 
 Transport: plain aiohttp. It is on the hot path of every rollout, and measured here at 64 calls in flight it costs
 about 0.13 ms of client CPU per call against 1.2 ms for httpx and 1.5-2.3 ms for `AsyncOpenAI`.
@@ -17,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from gym_grpc.errors import ModelError
+from gym_grpc.protocol.types import ResponseCreateParams
 from gym_grpc.retry import RetryableError, RetryPolicy, with_retries
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -35,8 +38,10 @@ class HttpModel:
         max_concurrency: int = 256,
         timeout: float = 120.0,
         retry: RetryPolicy | None = None,
+        max_output_tokens: int | None = None,
     ) -> None:
         self.name = name
+        self.max_output_tokens = max_output_tokens
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError(f"{name}: at least one base_url is needed")
@@ -66,6 +71,13 @@ class HttpModel:
                 headers=self.headers,
             )
         return self._session
+
+    def capped(self, params: ResponseCreateParams) -> ResponseCreateParams:
+        """`params` with the adapter's default output cap when the request sets none: a runaway generation (a model
+        repeating itself until its context is full) ends at the cap instead of running into the timeout."""
+        if params.max_output_tokens is not None or self.max_output_tokens is None:
+            return params
+        return params.model_copy(update={"max_output_tokens": self.max_output_tokens})
 
     def upstream(self, sticky_key: str | None) -> str:
         """The base URL for a call: a stable choice per sticky key, round robin without one."""

@@ -24,7 +24,7 @@ class OpenAIResponsesModel(HttpModel):
         self.extra_body = extra_body or {}
 
     async def create(self, params: ResponseCreateParams, *, sticky_key: str | None = None) -> Response:
-        body = params.to_json()
+        body = self.capped(params).to_json()
         if self.model is not None:
             body["model"] = self.model
         body.update(self.extra_body)

@@ -128,7 +128,12 @@ def event_to_proto(event: Event, *, with_tokens: bool = True) -> pb.CollectRollo
         )
     if isinstance(event, GroupDone):
         group = pb.GroupComplete(
-            group_id=event.group_id, task_index=event.task_index, succeeded=event.succeeded, failed=event.failed
+            group_id=event.group_id,
+            task_index=event.task_index,
+            succeeded=event.succeeded,
+            failed=event.failed,
+            group_size=event.group_size,
+            partial=event.partial,
         )
         if event.mean_reward is not None:
             group.mean_reward = event.mean_reward
@@ -156,7 +161,7 @@ def event_from_proto(event: pb.CollectRolloutsResponse) -> Event:
     if which == "group_complete":
         g = event.group_complete
         mean = g.mean_reward if g.HasField("mean_reward") else None
-        return GroupDone(g.group_id, g.task_index, g.succeeded, g.failed, mean)
+        return GroupDone(g.group_id, g.task_index, g.succeeded, g.failed, mean, g.group_size, g.partial)
     if which == "heartbeat":
         return Heartbeat(event.heartbeat.completed, event.heartbeat.in_flight)
     if which == "summary":

@@ -54,6 +54,8 @@ class GroupDone:
     succeeded: int
     failed: int
     mean_reward: float | None
+    group_size: int = 0  # the request's num_repeats (0: not known, e.g. from an older server)
+    partial: bool = False  # this collection ran only some of the group's rollouts (a resume)
 
 
 @dataclass(frozen=True)

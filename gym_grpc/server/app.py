@@ -30,6 +30,7 @@ from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import ConfigError
 from gym_grpc.server import telemetry
 from gym_grpc.server.auth import AuthInterceptor
+from gym_grpc.server.reflection import enable_server_reflection
 from gym_grpc.server.runtime import Runtime
 from gym_grpc.server.servicers import AgentServicer, EnvironmentServicer, ModelServicer, RolloutServicer
 from gym_grpc.server.status import DecodeGuard
@@ -70,7 +71,7 @@ class GymServer:
         rollout_pb2_grpc.add_RolloutServiceServicer_to_server(RolloutServicer(self.runtime), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.port = 0
         self.metrics_port: int | None = None
 

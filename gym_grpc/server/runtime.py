@@ -1,27 +1,32 @@
-"""The live objects a server hosts, built once from the config: models, environment hosts, agents, datasets."""
+"""The live objects a server hosts, built once from the config: models, environment hosts, agents, datasets.
+
+Datasets are read and validated when the server starts (a missing file or a bad row is a ConfigError naming the
+file and the line), then served from memory: a request never re-reads a file."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TypeVar
 
 from gym_grpc.agents.simple import SimpleAgent
 from gym_grpc.collect.collector import CollectionPlan
 from gym_grpc.collect.stream import StreamLimits, StreamRegistry
-from gym_grpc.config.schema import EnvironmentConfig, GymConfig
+from gym_grpc.config.schema import EnvironmentConfig, GymConfig, ServerConfig
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.environments.host import EnvironmentHost
 from gym_grpc.environments.registry import load_environment
-from gym_grpc.environments.remote import RemoteEnvironment
-from gym_grpc.errors import InvalidArgumentError, NotFoundError
+from gym_grpc.environments.remote import RemoteEnvironment, channel_credentials
+from gym_grpc.errors import ConfigError, InvalidArgumentError, NotFoundError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.factory import build_model
 from gym_grpc.protocol.convert import task_from_json
 from gym_grpc.protocol.events import CollectionRequest
 from gym_grpc.protocol.rollouts import Task
+from gym_grpc.server import telemetry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,7 +58,7 @@ class Runtime:
         self.environments: dict[str, EnvironmentClient] = {}
         try:
             for name, c in config.environments.items():
-                self.environments[name] = _environment(name, c)
+                self.environments[name] = _environment(name, c, config.server)
         except BaseException:  # a failed start: kill the replicas already up, and Ray if this runtime started it
             for environment in self.environments.values():
                 kill = getattr(environment, "kill", None)
@@ -64,6 +69,7 @@ class Runtime:
 
                 ray_pool.shutdown()
             raise
+        self.datasets = {name: _load_dataset(name, c.path) for name, c in config.datasets.items()}
         self.draining = asyncio.Event()
         self.streams = StreamRegistry()
         self.agents = {
@@ -81,8 +87,7 @@ class Runtime:
         return _lookup("model", self.models, name)
 
     def dataset(self, name: str) -> list[Task]:
-        path = Path(_lookup("dataset", self.config.datasets, name).path)
-        return read_tasks(path)
+        return _lookup("dataset", self.datasets, name)
 
     def plan(self, request: CollectionRequest) -> CollectionPlan:
         """A collection plan: the request with the server's datasets, defaults and caps applied."""
@@ -106,6 +111,7 @@ class Runtime:
             exclude_rollout_ids=request.exclude_rollout_ids,
             heartbeat_interval=request.heartbeat_interval or server.heartbeat_interval,
             queue_size=server.stream_queue_size,
+            pass_threshold=server.pass_threshold,
         )
 
     def stream_limits(self) -> StreamLimits:
@@ -133,9 +139,9 @@ class Runtime:
             self.ray_owned = False
 
 
-def _environment(name: str, config: EnvironmentConfig) -> EnvironmentClient:
+def _environment(name: str, config: EnvironmentConfig, server: ServerConfig) -> EnvironmentClient:
     if config.address is not None:
-        return RemoteEnvironment(name, config.address, remote_name=config.remote_name, timeout=config.timeout)
+        return _remote(name, config)
     assert config.entrypoint is not None  # the schema requires one of the two
     if config.ray is not None:
         from gym_grpc.environments.ray_pool import RayEnvironmentPool
@@ -149,7 +155,55 @@ def _environment(name: str, config: EnvironmentConfig) -> EnvironmentClient:
             verify_timeout=config.verify_timeout,
         ).start()
     environment = load_environment(config.entrypoint, config.config, f"environments.{name}")
-    return EnvironmentHost(name, environment, tool_timeout=config.tool_timeout, verify_timeout=config.verify_timeout)
+    host = EnvironmentHost(
+        name,
+        environment,
+        tool_timeout=config.tool_timeout,
+        verify_timeout=config.verify_timeout,
+        max_sessions=server.max_sessions,
+        idle_timeout=server.session_idle_timeout,
+    )
+    telemetry.watch_sessions(host)
+    return host
+
+
+def _remote(name: str, config: EnvironmentConfig) -> RemoteEnvironment:
+    """A remote environment with the TLS and bearer token of its config (read now: a missing file is an error)."""
+    assert config.address is not None
+    where = f"environments.{name}"
+    token = None
+    if config.token_env:
+        token = os.environ.get(config.token_env)
+        if not token:
+            raise ConfigError(f"{where}.token_env: environment variable {config.token_env} is not set")
+    elif config.token_file:
+        try:
+            token = Path(config.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}.token_file: cannot read {config.token_file}: {exc.strerror}") from None
+    credentials = None
+    if config.tls is not None:
+        try:
+            credentials = channel_credentials(config.tls.ca, config.tls.cert, config.tls.key)
+        except OSError as exc:
+            raise ConfigError(f"{where}.tls: cannot read {exc.filename}: {exc.strerror}") from None
+    return RemoteEnvironment(
+        name,
+        config.address,
+        remote_name=config.remote_name,
+        timeout=config.timeout,
+        token=token,
+        credentials=credentials,
+    )
+
+
+def _load_dataset(name: str, path: str) -> list[Task]:
+    try:
+        return read_tasks(Path(path))
+    except OSError as exc:
+        raise ConfigError(f"datasets.{name}: cannot read {path}: {exc.strerror}") from None
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"datasets.{name}: {exc.message}") from None
 
 
 def read_tasks(path: Path) -> list[Task]:

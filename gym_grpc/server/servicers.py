@@ -58,7 +58,7 @@ class EnvironmentServicer(environment_pb2_grpc.EnvironmentServiceServicer):
     @unary
     async def CallTool(self, request: environment_pb2.CallToolRequest, context: Ctx) -> Any:  # noqa: N802
         host = self.runtime.environment(request.environment)
-        result = await host.call_tool(request.session_id, request.name, request.arguments)
+        result = await host.call_tool(request.session_id, request.name, request.arguments, call_id=request.call_id)
         return environment_pb2.CallToolResponse(output=result.output, is_error=result.is_error)
 
     @unary
@@ -111,15 +111,15 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
     async def CollectRollouts(  # noqa: N802
         self, request: rollout_pb2.CollectRolloutsRequest, context: Ctx
     ) -> AsyncIterator[rollout_pb2.CollectRolloutsResponse]:
-        decoded = collection.request_from_proto(request)
-        agent = self.runtime.agent(decoded.agent)
-        plan = self.runtime.plan(decoded)
-        log.info("collection for %s: %d tasks x %d", plan.agent, len(plan.tasks), plan.num_repeats)
-        if self.runtime.draining.is_set():
+        if self.runtime.draining.is_set():  # limits first: a refused request costs nothing
             raise ServerDrainingError("the server is draining and takes no new collections")
         limit = self.runtime.config.server.max_collections
         if self.active >= limit:
             raise ResourceExhaustedError(f"{self.active} collections are running (server.max_collections={limit})")
+        decoded = collection.request_from_proto(request)
+        agent = self.runtime.agent(decoded.agent)
+        plan = self.runtime.plan(decoded)
+        log.info("collection for %s: %d tasks x %d", plan.agent, len(plan.tasks), plan.num_repeats)
         self.active += 1
         encoder = collection.EventEncoder(with_tokens=decoded.with_tokens, with_training=decoded.with_training)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from gym_grpc.testing.compliance_schema import example_value, schema_problem, wr
 
 EMPTY = Response(id="compliance-empty", output=[])
 ToolCall = tuple[str, dict[str, Any]]
+
+_call_ids = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,11 @@ class Probe:
 
     def _call_request(self, session: str, name: str, arguments: str) -> environment_pb2.CallToolRequest:
         return environment_pb2.CallToolRequest(
-            environment=self.environment, session_id=session, name=name, arguments=arguments, call_id="compliance"
+            environment=self.environment,
+            session_id=session,
+            name=name,
+            arguments=arguments,
+            call_id=f"compliance-{next(_call_ids)}",  # unique: a call_id is the call's idempotency key
         )
 
     async def call(self, session: str, name: str, arguments: str) -> environment_pb2.CallToolResponse:

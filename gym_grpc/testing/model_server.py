@@ -55,6 +55,7 @@ class WeatherScript:
         self._ids = itertools.count()
         self._faults: Counter[str] = Counter()
         self.user_texts: list[str] = []  # the last user message of every call, in order
+        self.output_caps: list[int | None] = []  # the output cap of every call (max_tokens / max_output_tokens)
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         items = body.get("input")
@@ -171,6 +172,7 @@ class WeatherScript:
         self.calls += 1
         items = body.get("messages") or body.get("input") or []
         self.user_texts.append(_user_text(list(items)) if not isinstance(items, str) else items)
+        self.output_caps.append(body.get("max_tokens", body.get("max_output_tokens")))
         self.in_flight += 1
         try:
             if self.latency:

@@ -2,8 +2,10 @@
 
 The answer is the last `<answer>...</answer>` of the final message, else its last `\\boxed{...}`, else its last
 non-empty line. Scores can be partial (some scorers give e.g. 0.5 for a near miss): the reward is the score; metrics
-`extracted_answer`, `score`, `correct` (score 1) and `timed_out`. Scoring runs in a thread with a deadline so a
-slow scorer cannot stall the event loop; one that misses it scores 0 with `timed_out: true`.
+`extracted_answer`, `score` and `correct` (score 1). Scoring runs in a worker process with a deadline
+(`Environment.run_cpu`), so a slow scorer cannot stall the event loop; one that misses it has its worker killed, and
+the rollout fails with VerifyTimeoutError (infrastructure: no verdict, never a fake 0). A thread would not do: a hung
+scorer's thread cannot be stopped, and hung threads would fill the process's default executor.
 
 The environment's config also holds the generators that `generate.py` turns into task rows (it checks them when the
 server starts): `seed`, `system_prompt` and `generators` (see `configs/reasoning_gym.yaml`).
@@ -11,12 +13,15 @@ server starts): `seed`, `system_prompt` and `generators` (see `configs/reasoning
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from typing import Any
+
+from reasoning_gym.factory import DATASETS  # type: ignore[import-untyped]
 
 from gym_grpc.environments.base import Environment
 from gym_grpc.environments.math.answer import last_boxed
-from gym_grpc.environments.reasoning_gym.tasks import GeneratorSpec, generator_specs, scorer
+from gym_grpc.environments.reasoning_gym.tasks import GeneratorSpec, generator_specs, score_entry
+from gym_grpc.errors import VerifyTimeoutError
 from gym_grpc.protocol.rollouts import Task, VerifyResult
 from gym_grpc.protocol.types import Response
 
@@ -36,7 +41,9 @@ def extract_answer(text: str) -> str | None:
 
 
 class ReasoningGymEnvironment(Environment[None]):
-    """Config: `generators`, `seed`, `system_prompt` (for generation) and `score_timeout` (seconds, default 10)."""
+    """Config: `generators`, `seed`, `system_prompt` (for generation), `score_timeout` (seconds, default 10) and
+    `workers` (scorer processes, default up to 4). `score` is the module-level function the workers run (replaceable,
+    e.g. by a test)."""
 
     def __init__(
         self,
@@ -45,6 +52,7 @@ class ReasoningGymEnvironment(Environment[None]):
         seed: int = 42,
         system_prompt: str | None = "default",
         score_timeout: float = 10.0,
+        workers: int | None = None,
     ) -> None:
         super().__init__()
         try:
@@ -56,6 +64,9 @@ class ReasoningGymEnvironment(Environment[None]):
         self.default_seed = seed
         self.system_prompt = system_prompt
         self.score_timeout = float(score_timeout)
+        if workers is not None:
+            self.cpu_workers = workers
+        self.score: Callable[[str, dict[str, Any] | None, str | None, dict[str, Any]], float] = score_entry
 
     async def verify(self, state: None, task: Task, response: Response) -> VerifyResult:
         metadata = task.extras.get("verifier_metadata")
@@ -64,13 +75,15 @@ class ReasoningGymEnvironment(Environment[None]):
         name = metadata.get("dataset") or metadata["entry"].get("metadata", {}).get("source_dataset")
         if not isinstance(name, str):
             raise ValueError("the task row names no reasoning-gym dataset (verifier_metadata.dataset)")
-        score_answer = scorer(name, metadata.get("config"))
+        if name not in DATASETS:
+            raise ValueError(f"reasoning-gym has no dataset {name!r}")
         answer = extract_answer(response.final_answer)
-        metrics: dict[str, bool | int | float | str] = {"extracted_answer": answer or "", "timed_out": False}
+        metrics: dict[str, bool | int | float | str] = {"extracted_answer": answer or ""}
         try:
-            async with asyncio.timeout(self.score_timeout):
-                score = await asyncio.to_thread(score_answer, answer, metadata["entry"])
+            score = await self.run_cpu(
+                self.score_timeout, self.score, name, metadata.get("config"), answer, metadata["entry"]
+            )
         except TimeoutError:
-            return VerifyResult(reward=0.0, metrics={**metrics, "score": 0.0, "correct": False, "timed_out": True})
+            raise VerifyTimeoutError(f"the {name} scorer ran past {self.score_timeout:g} s") from None
         score = min(1.0, max(0.0, float(score)))
         return VerifyResult(reward=score, metrics={**metrics, "score": score, "correct": score >= 1.0})

@@ -117,3 +117,8 @@ def scorer(name: str, config: Mapping[str, Any] | None) -> Scorer:
     if name not in DATASETS:
         raise ValueError(f"reasoning-gym has no dataset {name!r}")
     return _scorer_for(name, json.dumps(dict(config) if config is not None else None, sort_keys=True))
+
+
+def score_entry(name: str, config: Mapping[str, Any] | None, answer: str | None, entry: dict[str, Any]) -> float:
+    """The score of `answer` for a row's `entry` (run in a worker process: module-level, picklable arguments)."""
+    return float(scorer(name, config)(answer, entry))

@@ -120,7 +120,10 @@ class CallToolRequest(google.protobuf.message.Message):
     arguments: builtins.str
     """The arguments exactly as the model wrote them (may be invalid JSON; the environment reports that as an error)."""
     call_id: builtins.str
-    """The model's call id, echoed for logs."""
+    """The call's idempotency key within the session (the agent derives it from the model's call id, unique per
+    episode). A CallTool repeated with the same session_id and call_id (a client retrying after a lost answer) gets
+    the first call's result and the tool does not run again. Empty: no de-duplication (the call is not retried).
+    """
     def __init__(
         self,
         *,

@@ -702,6 +702,8 @@ class GroupComplete(google.protobuf.message.Message):
     SUCCEEDED_FIELD_NUMBER: builtins.int
     FAILED_FIELD_NUMBER: builtins.int
     MEAN_REWARD_FIELD_NUMBER: builtins.int
+    GROUP_SIZE_FIELD_NUMBER: builtins.int
+    PARTIAL_FIELD_NUMBER: builtins.int
     group_id: builtins.str
     """The group id (as on its rollouts)."""
     task_index: builtins.int
@@ -712,6 +714,13 @@ class GroupComplete(google.protobuf.message.Message):
     """Rollouts of the group that failed."""
     mean_reward: builtins.float
     """The mean reward of the succeeded rollouts; absent when none succeeded."""
+    group_size: builtins.int
+    """The group's full size: the request's num_repeats."""
+    partial: builtins.bool
+    """True when this collection ran only some of the group (the others were excluded by exclude_rollout_ids, as on a
+    resume): succeeded + failed < group_size. A trainer normalising rewards over a group (GRPO) must not treat the
+    rewards of this event as the whole group.
+    """
     def __init__(
         self,
         *,
@@ -720,9 +729,11 @@ class GroupComplete(google.protobuf.message.Message):
         succeeded: builtins.int = ...,
         failed: builtins.int = ...,
         mean_reward: builtins.float | None = ...,
+        group_size: builtins.int = ...,
+        partial: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_mean_reward", b"_mean_reward", "mean_reward", b"mean_reward"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_mean_reward", b"_mean_reward", "failed", b"failed", "group_id", b"group_id", "mean_reward", b"mean_reward", "succeeded", b"succeeded", "task_index", b"task_index"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_mean_reward", b"_mean_reward", "failed", b"failed", "group_id", b"group_id", "group_size", b"group_size", "mean_reward", b"mean_reward", "partial", b"partial", "succeeded", b"succeeded", "task_index", b"task_index"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_mean_reward", b"_mean_reward"]) -> typing.Literal["mean_reward"] | None: ...
 
 global___GroupComplete = GroupComplete

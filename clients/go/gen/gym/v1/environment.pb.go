@@ -234,7 +234,9 @@ type CallToolRequest struct {
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// The arguments exactly as the model wrote them (may be invalid JSON; the environment reports that as an error).
 	Arguments string `protobuf:"bytes,4,opt,name=arguments,proto3" json:"arguments,omitempty"`
-	// The model's call id, echoed for logs.
+	// The call's idempotency key within the session (the agent derives it from the model's call id, unique per
+	// episode). A CallTool repeated with the same session_id and call_id (a client retrying after a lost answer) gets
+	// the first call's result and the tool does not run again. Empty: no de-duplication (the call is not retried).
 	CallId        string `protobuf:"bytes,5,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

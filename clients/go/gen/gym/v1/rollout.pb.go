@@ -1380,7 +1380,13 @@ type GroupComplete struct {
 	// Rollouts of the group that failed.
 	Failed int32 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
 	// The mean reward of the succeeded rollouts; absent when none succeeded.
-	MeanReward    *float64 `protobuf:"fixed64,5,opt,name=mean_reward,json=meanReward,proto3,oneof" json:"mean_reward,omitempty"`
+	MeanReward *float64 `protobuf:"fixed64,5,opt,name=mean_reward,json=meanReward,proto3,oneof" json:"mean_reward,omitempty"`
+	// The group's full size: the request's num_repeats.
+	GroupSize int32 `protobuf:"varint,60,opt,name=group_size,json=groupSize,proto3" json:"group_size,omitempty"`
+	// True when this collection ran only some of the group (the others were excluded by exclude_rollout_ids, as on a
+	// resume): succeeded + failed < group_size. A trainer normalising rewards over a group (GRPO) must not treat the
+	// rewards of this event as the whole group.
+	Partial       bool `protobuf:"varint,61,opt,name=partial,proto3" json:"partial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1448,6 +1454,20 @@ func (x *GroupComplete) GetMeanReward() float64 {
 		return *x.MeanReward
 	}
 	return 0
+}
+
+func (x *GroupComplete) GetGroupSize() int32 {
+	if x != nil {
+		return x.GroupSize
+	}
+	return 0
+}
+
+func (x *GroupComplete) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
 }
 
 // Sent when the stream has been idle, so proxies and clients know the collection is alive.
@@ -3261,7 +3281,7 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"totalTasks\x12%\n" +
 	"\x0etotal_rollouts\x18\x03 \x01(\x05R\rtotalRollouts\x12\x1f\n" +
 	"\vnum_repeats\x18\x04 \x01(\x05R\n" +
-	"numRepeats\"\xb5\x01\n" +
+	"numRepeats\"\xee\x01\n" +
 	"\rGroupComplete\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x1d\n" +
 	"\n" +
@@ -3269,7 +3289,10 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\tsucceeded\x18\x03 \x01(\x05R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x04 \x01(\x05R\x06failed\x12$\n" +
 	"\vmean_reward\x18\x05 \x01(\x01H\x00R\n" +
-	"meanReward\x88\x01\x01B\x0e\n" +
+	"meanReward\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"group_size\x18< \x01(\x05R\tgroupSize\x12\x18\n" +
+	"\apartial\x18= \x01(\bR\apartialB\x0e\n" +
 	"\f_mean_reward\"F\n" +
 	"\tHeartbeat\x12\x1c\n" +
 	"\tcompleted\x18\x01 \x01(\x05R\tcompleted\x12\x1b\n" +

@@ -65,7 +65,11 @@ export interface CallToolRequest {
   name: string;
   /** The arguments exactly as the model wrote them (may be invalid JSON; the environment reports that as an error). */
   arguments: string;
-  /** The model's call id, echoed for logs. */
+  /**
+   * The call's idempotency key within the session (the agent derives it from the model's call id, unique per
+   * episode). A CallTool repeated with the same session_id and call_id (a client retrying after a lost answer) gets
+   * the first call's result and the tool does not run again. Empty: no de-duplication (the call is not retried).
+   */
   callId: string;
 }
 

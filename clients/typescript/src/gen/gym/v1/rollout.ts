@@ -557,7 +557,17 @@ export interface GroupComplete {
   /** Rollouts of the group that failed. */
   failed: number;
   /** The mean reward of the succeeded rollouts; absent when none succeeded. */
-  meanReward?: number | undefined;
+  meanReward?:
+    | number
+    | undefined;
+  /** The group's full size: the request's num_repeats. */
+  groupSize: number;
+  /**
+   * True when this collection ran only some of the group (the others were excluded by exclude_rollout_ids, as on a
+   * resume): succeeded + failed < group_size. A trainer normalising rewards over a group (GRPO) must not treat the
+   * rewards of this event as the whole group.
+   */
+  partial: boolean;
 }
 
 /** Sent when the stream has been idle, so proxies and clients know the collection is alive. */
@@ -2878,7 +2888,7 @@ export const CollectionStarted: MessageFns<CollectionStarted> = {
 };
 
 function createBaseGroupComplete(): GroupComplete {
-  return { groupId: "", taskIndex: 0, succeeded: 0, failed: 0, meanReward: undefined };
+  return { groupId: "", taskIndex: 0, succeeded: 0, failed: 0, meanReward: undefined, groupSize: 0, partial: false };
 }
 
 export const GroupComplete: MessageFns<GroupComplete> = {
@@ -2897,6 +2907,12 @@ export const GroupComplete: MessageFns<GroupComplete> = {
     }
     if (message.meanReward !== undefined) {
       writer.uint32(41).double(message.meanReward);
+    }
+    if (message.groupSize !== 0) {
+      writer.uint32(480).int32(message.groupSize);
+    }
+    if (message.partial !== false) {
+      writer.uint32(488).bool(message.partial);
     }
     return writer;
   },
@@ -2954,6 +2970,22 @@ export const GroupComplete: MessageFns<GroupComplete> = {
             message.meanReward = reader.double();
             continue;
           }
+          case 60: {
+            if (tag !== 480) {
+              break;
+            }
+
+            message.groupSize = reader.int32();
+            continue;
+          }
+          case 61: {
+            if (tag !== 488) {
+              break;
+            }
+
+            message.partial = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2985,6 +3017,12 @@ export const GroupComplete: MessageFns<GroupComplete> = {
         : isSet(object.mean_reward)
         ? globalThis.Number(object.mean_reward)
         : undefined,
+      groupSize: isSet(object.groupSize)
+        ? globalThis.Number(object.groupSize)
+        : isSet(object.group_size)
+        ? globalThis.Number(object.group_size)
+        : 0,
+      partial: isSet(object.partial) ? globalThis.Boolean(object.partial) : false,
     };
   },
 
@@ -3005,6 +3043,12 @@ export const GroupComplete: MessageFns<GroupComplete> = {
     if (message.meanReward !== undefined) {
       obj.meanReward = floatToJson(message.meanReward);
     }
+    if (message.groupSize !== 0) {
+      obj.groupSize = Math.round(message.groupSize);
+    }
+    if (message.partial !== false) {
+      obj.partial = message.partial;
+    }
     return obj;
   },
 
@@ -3018,6 +3062,8 @@ export const GroupComplete: MessageFns<GroupComplete> = {
     message.succeeded = object.succeeded ?? 0;
     message.failed = object.failed ?? 0;
     message.meanReward = object.meanReward ?? undefined;
+    message.groupSize = object.groupSize ?? 0;
+    message.partial = object.partial ?? false;
     return message;
   },
 };
