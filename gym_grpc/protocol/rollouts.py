@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gym_grpc.errors import FailureKind
 from gym_grpc.protocol.types import JsonModel, Response, ResponseCreateParams
 
-MetricValue = bool | int | float | str
+# A verifier's named value: scalars are aggregated; other JSON values (what NeMo Gym verifiers return besides
+# scalars, e.g. "judge_evaluations") travel as they are.
+MetricValue = bool | int | float | str | None | list[Any] | dict[str, Any]
 
 
 class Task(JsonModel):
