@@ -62,6 +62,7 @@ async def test_serve_and_collect_the_tutorial(model_server: ModelServer, tmp_pat
     assert any(line.startswith("Collecting rollouts: 100%") and "5/5" in line for line in last_bar), err
     metrics = json.loads((tmp_path / "weather_rollouts_aggregate_metrics.json").read_text())
     assert metrics["weather_simple_agent"]["reward"]["mean"] == 1.0
+    assert metrics["weather_simple_agent"]["tool_calls"]["mean"] == 1.0  # verify fields are aggregated
     assert server_log.decode().count("rollout r-") >= 5  # one INFO line per finished rollout
 
 
