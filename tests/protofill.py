@@ -16,6 +16,7 @@ JSON_TEXT = {
     "extra_json": '{"x_extra":{"k":[1,2.5,"v"],"big":12345678901234567890}}',
     "task_extra_json": '{"expected_answer":"42","verifier_metadata":{"ids":[1,2]}}',
     "parameters_json": '{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}',
+    "json": '{"judge_evaluations":[{"verdict":"A=B"}],"n":null}',
 }
 # Fields that are an alternative encoding of the JSON itself, not a key of it.
 NOT_JSON = {("gym.v1.Task", "row_json")}

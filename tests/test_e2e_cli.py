@@ -13,6 +13,7 @@ from conftest import DATA, ROOT
 
 from gym_grpc.cli.demo import free_port, wait_healthy
 from gym_grpc.testing.model_server import ModelServer
+from gym_grpc.testing.validate import validate_record
 
 CLI = [sys.executable, "-m", "gym_grpc.cli.main"]
 
@@ -53,12 +54,15 @@ async def test_serve_and_collect_the_tutorial(model_server: ModelServer, tmp_pat
         assert told in outputs[2]["content"][0]["text"]
         assert record["responses_create_params"]["input"][1]["role"] == "user"
         assert record["agent_ref"]["name"] == "weather_simple_agent"
-        assert record["metrics"] == {"called_tool": True, "mentioned_weather": True, "tool_calls": 1}
+        verify = {"called_tool": True, "mentioned_weather": True, "tool_calls": 1}  # top level, as NeMo Gym writes
+        assert {k: record[k] for k in verify} == verify and record["verify_fields"] == sorted(verify)
+        validate_record(record)
     assert sorted(r["task_index"] for r in records) == [0, 1, 2, 3, 4]
     last_bar = err.replace("\r", "\n").strip().splitlines()
     assert any(line.startswith("Collecting rollouts: 100%") and "5/5" in line for line in last_bar), err
     metrics = json.loads((tmp_path / "weather_rollouts_aggregate_metrics.json").read_text())
     assert metrics["weather_simple_agent"]["reward"]["mean"] == 1.0
+    assert metrics["weather_simple_agent"]["tool_calls"]["mean"] == 1.0  # verify fields are aggregated
     assert server_log.decode().count("rollout r-") >= 5  # one INFO line per finished rollout
 
 

@@ -95,7 +95,11 @@ def tutorial_record(row: dict[str, Any], city: str) -> dict[str, Any]:
             "user": None,
         },
         "reward": 1.0,
-        "metrics": {"called_tool": True, "mentioned_weather": True, "steps": 2},
+        "called_tool": True,
+        "mentioned_weather": True,
+        "steps": 2,
+        "judge": {"votes": [1, 0], "note": None},
+        "verify_fields": ["called_tool", "judge", "mentioned_weather", "steps"],
         "rollout_id": "r-0-0",
         "task_index": 0,
         "rollout_index": 0,
@@ -149,6 +153,7 @@ def test_tutorial_rollout_records_round_trip(index: int) -> None:
     message = rollout.response.output[2].message
     assert list(message.token_data.generation_token_ids) == [4, 5]
     assert rollout.metrics["called_tool"].flag and rollout.metrics["steps"].integer == 2
+    assert json.loads(rollout.metrics["judge"].json) == {"votes": [1, 0], "note": None}
     # Domain objects carry it unchanged.
     domain = convert.rollout_from_proto(rollout)
     assert canon(convert.rollout_record(convert.rollout_to_proto(domain))) == canon(record)

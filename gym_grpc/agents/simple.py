@@ -2,8 +2,10 @@
 
 Each step sends the task's input plus every output so far to the model, runs all `function_call`s of the step on the
 environment concurrently (outputs appended in call order, matched by `call_id`), and stops on a final message without
-tool calls, on an incomplete response, or after `max_steps` model calls. The episode's response holds every output
-item and the summed usage. A failure of the model, the environment or verify becomes the rollout's `failure`.
+tool calls, on an incomplete response, or after `max_steps` model calls (then the status is "incomplete" with no
+`incomplete_details`). The episode's response holds every output item and the summed usage, completed into a full
+Responses-API `Response` (`protocol.complete`). A failure of the model, the environment or verify becomes the
+rollout's `failure`.
 
 The calls of one step run in a TaskGroup: when one fails (the environment is lost), its siblings are cancelled, not
 left running. Each call carries an idempotency key (`call_id`: the call's ordinal in the episode and the model's call
@@ -26,11 +28,11 @@ from gym_grpc.environments.host import ToolResult
 from gym_grpc.errors import EnvironmentFailedError, GymError, RolloutError, RolloutTimeoutError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.versions import stamp_versions, version_now
+from gym_grpc.protocol.complete import complete_response
 from gym_grpc.protocol.rollouts import Failure, Rollout, Sampling, Stats, Task, Timing
 from gym_grpc.protocol.types import (
     FunctionCall,
     FunctionCallOutput,
-    IncompleteDetails,
     Item,
     Response,
     ResponseCreateParams,
@@ -171,15 +173,18 @@ class SimpleAgent:
             if not params.tools:
                 params = params.model_copy(update={"tools": await env.list_tools()})
             outputs, usage, last, cut = await self._loop(params, session, rollout, clock)
-            rollout.response = Response(
+            # max_steps cut: "incomplete" without incomplete_details (the API's reasons are only the model's own)
+            episode = Response(
                 id=f"resp_{rollout.rollout_id or 'rollout'}",
                 created_at=last.created_at,
                 model=last.model,
                 status="incomplete" if cut else last.status,
                 output=outputs,
                 usage=usage,
-                incomplete_details=IncompleteDetails(reason="max_steps") if cut else last.incomplete_details,
+                incomplete_details=None if cut else last.incomplete_details,
+                error=last.error,
             )
+            rollout.response = complete_response(episode, params, model=self.model.name, created_at=time.time())
             t = time.perf_counter()
             verdict = await env.verify(session, rollout.response)
             clock.verify += time.perf_counter() - t

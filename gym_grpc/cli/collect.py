@@ -74,7 +74,8 @@ def write_aggregate_metrics(output: Path) -> dict[str, Any]:
     for line in output.read_text().splitlines() if output.exists() else []:
         record = json.loads(line)
         agent = (record.get("agent_ref") or {}).get("name", "")
-        per_agent[agent].add(record.get("task_index", 0), record.get("reward"), record.get("metrics") or {})
+        verify = {k: record[k] for k in record.get("verify_fields") or [] if k in record}
+        per_agent[agent].add(record.get("task_index", 0), record.get("reward"), verify)
     result: dict[str, Any] = {}
     for agent, agg in per_agent.items():
         result[agent] = {k: asdict(v) for k, v in agg.stats().items()}

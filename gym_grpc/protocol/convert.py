@@ -144,15 +144,13 @@ def sampling_to_proto(sampling: Sampling) -> rollout_pb2.SamplingParams:
 def verify_result_to_proto(result: VerifyResult) -> environment_pb2.VerifyResult:
     out = environment_pb2.VerifyResult(reward=result.reward)
     for key, value in result.metrics.items():
-        metric = rollout_json.metric_to_proto(value)
-        if metric is not None:
-            out.metrics[key].CopyFrom(metric)
+        out.metrics[key].CopyFrom(rollout_json.metric_to_proto(value))
     return out
 
 
 def verify_result_from_proto(result: environment_pb2.VerifyResult) -> VerifyResult:
-    metrics = {k: rollout_json.metric_to_json(v) for k, v in result.metrics.items()}
-    return VerifyResult(reward=result.reward, metrics={k: v for k, v in metrics.items() if v is not None})
+    metrics = {k: rollout_json.metric_to_json(v) for k, v in result.metrics.items() if v.WhichOneof("kind")}
+    return VerifyResult(reward=result.reward, metrics=metrics)
 
 
 # --- rollouts ------------------------------------------------------------------------------------------------------
@@ -204,9 +202,7 @@ def rollout_to_proto(
     if rollout.reward is not None:
         out.reward = rollout.reward
     for key, value in rollout.metrics.items():
-        metric = rollout_json.metric_to_proto(value)
-        if metric is not None:
-            out.metrics[key].CopyFrom(metric)
+        out.metrics[key].CopyFrom(rollout_json.metric_to_proto(value))
     if rollout.seed is not None:
         out.seed = rollout.seed
     if rollout.timing is not None:
@@ -251,7 +247,7 @@ def rollout_from_proto(rollout: rollout_pb2.Rollout) -> Rollout:
             tool_seconds=t.tool_seconds,
             verify_seconds=t.verify_seconds,
         )
-    metrics = {k: rollout_json.metric_to_json(v) for k, v in rollout.metrics.items()}
+    metrics = {k: rollout_json.metric_to_json(v) for k, v in rollout.metrics.items() if v.WhichOneof("kind")}
     return Rollout(
         rollout_id=rollout.rollout_id,
         task_index=rollout.task_index,
@@ -261,7 +257,7 @@ def rollout_from_proto(rollout: rollout_pb2.Rollout) -> Rollout:
         params=params_from_proto(rollout.responses_create_params),
         response=response_from_proto(rollout.response) if rollout.HasField("response") else None,
         reward=rollout.reward if rollout.HasField("reward") else None,
-        metrics={k: v for k, v in metrics.items() if v is not None},
+        metrics=metrics,
         task_extras=loads_object(rollout.task_extra_json),
         seed=rollout.seed if rollout.HasField("seed") else None,
         timing=timing,

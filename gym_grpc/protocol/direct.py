@@ -12,6 +12,7 @@ from typing import Any
 from gym_grpc._proto.gym.v1 import responses_pb2 as pb
 from gym_grpc.protocol.fields import dumps
 from gym_grpc.protocol.items_json import ITEM_STATUSES, ROLES
+from gym_grpc.protocol.params_json import tool_choice_to_proto, tool_to_proto
 from gym_grpc.protocol.response_json import RESPONSE_STATUSES
 from gym_grpc.protocol.types import (
     FunctionCall,
@@ -102,6 +103,7 @@ def _message(item: Message, msg: pb.MessageItem) -> bool:
 
 
 def _reasoning(item: Reasoning, out: pb.ReasoningItem) -> bool:
+    out.SetInParent()  # an item with nothing but an empty summary is still a reasoning item
     if not _common(item, out) or not _tokens(item, out):
         return False
     if any(p.model_extra for p in item.summary):
@@ -142,12 +144,75 @@ def item_to_proto(item: Item, target: pb.Item | None = None) -> pb.Item | None:
     return out if ok else None
 
 
+def _details(details: Any, key: str) -> int | bool | None:
+    """The one count of a usage details object, None when absent, False when the JSON path must decide."""
+    if details is None:
+        return None
+    if details.model_extra or details.model_fields_set != {key}:
+        return False
+    return int(getattr(details, key))
+
+
 def _usage(usage: Usage) -> pb.Usage | None:
-    if usage.model_extra or usage.input_tokens_details is not None or usage.output_tokens_details is not None:
+    if usage.model_extra:
         return None
-    if {"input_tokens_details", "output_tokens_details"} & usage.model_fields_set:
+    fields = usage.model_fields_set
+    if "input_tokens_details" in fields and usage.input_tokens_details is None:
         return None
-    return pb.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens)
+    if "output_tokens_details" in fields and usage.output_tokens_details is None:
+        return None
+    inputs = usage.input_tokens_details
+    writes = None
+    if inputs is not None and "cache_write_tokens" in inputs.model_fields_set and not inputs.model_extra:
+        if inputs.cache_write_tokens is None or inputs.model_fields_set != {"cached_tokens", "cache_write_tokens"}:
+            return None
+        writes = inputs.cache_write_tokens
+        cached: int | bool | None = inputs.cached_tokens
+    else:
+        cached = _details(inputs, "cached_tokens")
+    reasoning = _details(usage.output_tokens_details, "reasoning_tokens")
+    if cached is False or reasoning is False:
+        return None
+    out = pb.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens)
+    if cached is not None:
+        out.cached_tokens = cached
+    if writes is not None:
+        out.cache_write_tokens = writes
+    if reasoning is not None:
+        out.reasoning_tokens = reasoning
+    return out
+
+
+# The keys of a response besides id and output, in declaration order (the order of `to_json`, and so of the JSON
+# path's extra_json).
+_KEYS = (
+    "object",
+    "created_at",
+    "model",
+    "status",
+    "usage",
+    "incomplete_details",
+    "error",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+)
+
+
+def _scalar(out: pb.Response, key: str, value: Any) -> bool:
+    if key == "status":
+        out.status = RESPONSE_STATUSES[value]
+    elif key == "max_output_tokens":
+        if not _INT32[0] <= value <= _INT32[1]:
+            return False
+        out.max_output_tokens = value
+    else:
+        setattr(out, key, value)
+    return True
 
 
 def response_to_proto(response: Response, target: pb.Response | None = None) -> pb.Response | None:
@@ -158,19 +223,13 @@ def response_to_proto(response: Response, target: pb.Response | None = None) -> 
     out = pb.Response() if target is None else target
     out.id = response.id
     fields = response.model_fields_set
-    nulls: dict[str, None] = {}
-    for key in ("created_at", "model", "status", "usage", "incomplete_details", "error"):
+    extras: dict[str, Any] = {}
+    for key in _KEYS:
         if key not in fields:
             continue
         value = getattr(response, key)
         if value is None:
-            nulls[key] = None  # an explicit null travels in extra_json, as on the JSON path
-        elif key == "created_at":
-            out.created_at = value
-        elif key == "model":
-            out.model = value
-        elif key == "status":
-            out.status = RESPONSE_STATUSES[value]
+            extras[key] = None  # an explicit null travels in extra_json, as on the JSON path
         elif key == "usage":
             usage = _usage(value)
             if usage is None:
@@ -180,12 +239,21 @@ def response_to_proto(response: Response, target: pb.Response | None = None) -> 
             if value.model_extra:
                 return None
             out.incomplete_details.reason = value.reason
-        else:
+        elif key == "error":
             return None  # an error object: rare, the JSON path has it
+        elif key == "tools":
+            if not value:
+                extras[key] = []
+            else:
+                out.tools.extend(tool_to_proto(t.to_json()) for t in value)
+        elif key == "tool_choice":
+            out.tool_choice.CopyFrom(tool_choice_to_proto(value))
+        elif not _scalar(out, key, value):
+            return None
     items = out.output
     for item in response.output:
         if item_to_proto(item, items.add()) is None:
             return None
-    if nulls:
-        out.extra_json = dumps(nulls)
+    if extras:
+        out.extra_json = dumps(extras)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gym_grpc._proto.gym.v1 import responses_pb2 as pb
 from gym_grpc.protocol.fields import Fields, JsonObject, merge_extra, present
 from gym_grpc.protocol.items_json import item_to_proto, items_to_json
+from gym_grpc.protocol.params_json import tool_choice_to_json, tool_choice_to_proto, tool_to_json, tool_to_proto
 
 RESPONSE_STATUSES = {
     "completed": pb.RESPONSE_STATUS_COMPLETED,
@@ -28,6 +29,15 @@ def _details(data: JsonObject, key: str, inner: str) -> int | None:
     return None
 
 
+def _counts(value: object, keys: tuple[str, str]) -> tuple[int, int] | None:
+    """`{keys[0]: n, keys[1]: m}` exactly (in that order), or None."""
+    if isinstance(value, dict) and list(value) == list(keys):
+        a, b = value[keys[0]], value[keys[1]]
+        if all(isinstance(n, int) and not isinstance(n, bool) and abs(n) < 2**63 for n in (a, b)):
+            return a, b
+    return None
+
+
 def _is_usage(value: object) -> bool:
     return isinstance(value, dict) and all(
         isinstance(value.get(k), int) and not isinstance(value.get(k), bool) for k in USAGE_COUNTS
@@ -46,6 +56,11 @@ def usage_to_proto(data: JsonObject) -> pb.Usage:
     if cached is not None:
         f.take("input_tokens_details")
         usage.cached_tokens = cached
+    else:
+        counts = _counts(data.get("input_tokens_details"), ("cached_tokens", "cache_write_tokens"))
+        if counts is not None:
+            f.take("input_tokens_details")
+            usage.cached_tokens, usage.cache_write_tokens = counts
     reasoning = _details(data, "output_tokens_details", "reasoning_tokens")
     if reasoning is not None:
         f.take("output_tokens_details")
@@ -62,6 +77,8 @@ def usage_to_json(usage: pb.Usage) -> JsonObject:
     }
     if usage.HasField("cached_tokens"):
         out["input_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+        if usage.HasField("cache_write_tokens"):
+            out["input_tokens_details"]["cache_write_tokens"] = usage.cache_write_tokens
     if usage.HasField("reasoning_tokens"):
         out["output_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return merge_extra(out, usage.extra_json)
@@ -98,6 +115,21 @@ def response_to_proto(data: JsonObject) -> pb.Response:
             response.error.message = error["message"]
         else:
             f.untake("error")
+    f.into(
+        response,
+        text=("object", "instructions"),
+        flag=("parallel_tool_calls",),
+        number=("temperature", "top_p"),
+        int32=("max_output_tokens",),
+    )
+    tools = f.objects("tools")
+    if tools:
+        response.tools.extend(tool_to_proto(t) for t in tools)
+    elif tools is not None:
+        f.untake("tools")  # [] stays verbatim: an empty repeated field cannot say it was there
+    if data.get("tool_choice") is not None:
+        f.take("tool_choice")
+        response.tool_choice.CopyFrom(tool_choice_to_proto(data["tool_choice"]))
     response.extra_json = f.extra_json()
     return response
 
@@ -114,4 +146,10 @@ def response_to_json(response: pb.Response) -> JsonObject:
         out["incomplete_details"] = {"reason": response.incomplete_details.reason}
     if response.HasField("error"):
         out["error"] = {"code": response.error.code, "message": response.error.message}
+    present(response, ("object", "instructions"), out)
+    if response.tools:
+        out["tools"] = [tool_to_json(t) for t in response.tools]
+    if response.HasField("tool_choice"):
+        out["tool_choice"] = tool_choice_to_json(response.tool_choice)
+    present(response, ("parallel_tool_calls", "temperature", "top_p", "max_output_tokens"), out)
     return merge_extra(out, response.extra_json)

@@ -1,14 +1,17 @@
 """Task rows and rollout records (NeMo Gym JSONL lines) <-> gym.v1 protos.
 
-A task row is `{"responses_create_params": {...}, <extra fields>}`. A rollout record is the task's extra fields, then
-`responses_create_params`, `response`, `reward`, `metrics` and the rollout's own keys (`rollout_id`, `task_index`,
-`rollout_index`, `group_id`, `agent_ref`, `seed`, `timing`, `stats`, `failure`, `attempts`, and from StreamRollouts
-`task_key`, `min_policy_version`, `max_policy_version`, `training_view`). A task field with the
-name of one of those keys is shadowed in the record by the rollout's value.
+A task row is `{"responses_create_params": {...}, <extra fields>}`. A rollout record is laid out as NeMo Gym writes
+it: the task's extra fields, the verifier's fields at the top level (as NeMo Gym's verify echo puts them, so
+`jq .extracted_answer` works), then `responses_create_params`, `response`, `reward` and the rollout's own keys
+(`rollout_id`, `task_index`, `rollout_index`, `group_id`, `agent_ref`, `seed`, `timing`, `stats`, `failure`,
+`attempts`, and from StreamRollouts `task_key`, `min_policy_version`, `max_policy_version`, `training_view`), and
+`verify_fields`: the names of the verifier's fields, sorted (so a record decodes back into `metrics` exactly). A
+verify field shadows a task field of the same name; the rollout's keys (`RECORD_KEYS`) shadow both.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from google.protobuf import json_format
@@ -22,6 +25,13 @@ from gym_grpc.protocol.params_json import params_to_json, params_to_proto
 from gym_grpc.protocol.response_json import response_to_json, response_to_proto
 
 PARAMS_KEY = "responses_create_params"
+VERIFY_FIELDS_KEY = "verify_fields"  # the names of the verifier's top-level fields in a record
+# The keys a record writes itself; a task or verify field of one of these names is shadowed.
+RECORD_KEYS = frozenset(
+    {PARAMS_KEY, "response", "reward", "rollout_id", "task_index", "rollout_index", "group_id", "agent_ref", "seed"}
+    | {"timing", "stats", "failure", "attempts", VERIFY_FIELDS_KEY}
+    | {"task_key", "min_policy_version", "max_policy_version", "training_view"}
+)
 AGENT_REF_TYPE = "responses_api_agents"
 FAILURE_KINDS = {"infrastructure": rollout_pb2.FAILURE_KIND_INFRASTRUCTURE, "task": rollout_pb2.FAILURE_KIND_TASK}
 FAILURE_KIND_NAMES = {v: k for k, v in FAILURE_KINDS.items()}
@@ -55,7 +65,8 @@ def task_to_json(task: task_pb2.Task) -> JsonObject:
 # --- metrics -------------------------------------------------------------------------------------------------------
 
 
-def metric_to_proto(value: Any) -> task_pb2.MetricValue | None:
+def metric_to_proto(value: Any) -> task_pb2.MetricValue:
+    """A verifier's value: typed when scalar, else its JSON text (objects, lists, null, huge integers)."""
     if isinstance(value, bool):
         return task_pb2.MetricValue(flag=value)
     if isinstance(value, int) and -(2**63) <= value < 2**63:
@@ -64,23 +75,16 @@ def metric_to_proto(value: Any) -> task_pb2.MetricValue | None:
         return task_pb2.MetricValue(number=value)
     if isinstance(value, str):
         return task_pb2.MetricValue(text=value)
-    return None
+    return task_pb2.MetricValue(json=dumps(value))
 
 
-def metric_to_json(value: task_pb2.MetricValue) -> bool | int | float | str | None:
+def metric_to_json(value: task_pb2.MetricValue) -> Any:
     which = value.WhichOneof("kind")
-    return None if which is None else getattr(value, which)
-
-
-def metrics_to_proto(data: JsonObject) -> dict[str, task_pb2.MetricValue] | None:
-    """All values typed, or None (the caller then keeps the object verbatim)."""
-    out = {}
-    for key, value in data.items():
-        metric = metric_to_proto(value)
-        if metric is None:
-            return None
-        out[key] = metric
-    return out
+    if which is None:
+        return None
+    if which == "json":
+        return json.loads(value.json)
+    return getattr(value, which)
 
 
 # --- rollouts ------------------------------------------------------------------------------------------------------
@@ -188,14 +192,16 @@ def rollout_to_proto(record: JsonObject) -> rollout_pb2.Rollout:
     reward = f.number("reward")
     if reward is not None:
         rollout.reward = reward
-    metrics_json = f.obj("metrics")
-    if metrics_json is not None:
-        metrics = metrics_to_proto(metrics_json)
-        if metrics is None:
-            f.untake("metrics")
-        else:
-            for key, value in metrics.items():
-                rollout.metrics[key].CopyFrom(value)
+    names = record.get(VERIFY_FIELDS_KEY)
+    if (
+        isinstance(names, list)
+        and all(isinstance(n, str) and n in record and n not in RECORD_KEYS for n in names)
+        and names == sorted(set(names))  # as written (a map has no order); else the keys stay verbatim
+    ):
+        f.take(VERIFY_FIELDS_KEY)
+        for name in names:
+            f.take(name)
+            rollout.metrics[name].CopyFrom(metric_to_proto(record[name]))
     seed = f.integer("seed")
     if seed is not None:
         rollout.seed = seed
@@ -228,14 +234,15 @@ def rollout_to_proto(record: JsonObject) -> rollout_pb2.Rollout:
 def rollout_to_json(rollout: rollout_pb2.Rollout) -> JsonObject:
     """A Rollout as its record: the task's extra fields first, then the rollout's keys."""
     out = loads_object(rollout.task_extra_json)
+    names = sorted(key for key in rollout.metrics if key not in RECORD_KEYS)
+    for key in names:  # a verify field shadows a task field of the same name, as in NeMo Gym's verify echo
+        out[key] = metric_to_json(rollout.metrics[key])
     if rollout.HasField("responses_create_params"):
         out[PARAMS_KEY] = params_to_json(rollout.responses_create_params)
     if rollout.HasField("response"):
         out["response"] = response_to_json(rollout.response)
     if rollout.HasField("reward"):
         out["reward"] = rollout.reward
-    if rollout.metrics:
-        out["metrics"] = {key: metric_to_json(value) for key, value in rollout.metrics.items()}
     if rollout.rollout_id:
         out["rollout_id"] = rollout.rollout_id
     out["task_index"] = rollout.task_index
@@ -261,6 +268,8 @@ def rollout_to_json(rollout: rollout_pb2.Rollout) -> JsonObject:
         out["max_policy_version"] = rollout.max_policy_version
     if rollout.HasField("training_view"):
         out["training_view"] = training.to_json(rollout.training_view)
+    if names:
+        out[VERIFY_FIELDS_KEY] = names
     return out
 
 

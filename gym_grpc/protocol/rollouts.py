@@ -11,7 +11,9 @@ from gym_grpc.errors import FailureKind
 from gym_grpc.protocol.training import TrainingView
 from gym_grpc.protocol.types import FunctionCall, JsonModel, Message, Reasoning, Response, ResponseCreateParams
 
-MetricValue = bool | int | float | str
+# A verifier's named value: scalars are aggregated; other JSON values (what NeMo Gym verifiers return besides
+# scalars, e.g. "judge_evaluations") travel as they are.
+MetricValue = bool | int | float | str | None | list[Any] | dict[str, Any]
 
 
 class Task(JsonModel):

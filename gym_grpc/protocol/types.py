@@ -240,6 +240,7 @@ class ResponseCreateParams(JsonModel):
 
 class InputTokensDetails(JsonModel):
     cached_tokens: int = 0
+    cache_write_tokens: int | None = None
 
 
 class OutputTokensDetails(JsonModel):
@@ -259,11 +260,28 @@ class Usage(JsonModel):
         return self
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
+        """The sum; the details objects are summed when either side has one."""
+        total = Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
         )
+        mine, theirs = self.input_tokens_details, other.input_tokens_details
+        if mine is not None or theirs is not None:
+            cached = (mine.cached_tokens if mine else 0) + (theirs.cached_tokens if theirs else 0)
+            writes = [
+                d.cache_write_tokens for d in (mine, theirs) if d is not None and d.cache_write_tokens is not None
+            ]
+            total.input_tokens_details = InputTokensDetails(cached_tokens=cached)
+            if writes:
+                total.input_tokens_details.cache_write_tokens = sum(writes)
+        out_mine, out_theirs = self.output_tokens_details, other.output_tokens_details
+        if out_mine is not None or out_theirs is not None:
+            reasoning = (out_mine.reasoning_tokens if out_mine else 0) + (
+                out_theirs.reasoning_tokens if out_theirs else 0
+            )
+            total.output_tokens_details = OutputTokensDetails(reasoning_tokens=reasoning)
+        return total
 
 
 class IncompleteDetails(JsonModel):
@@ -279,6 +297,7 @@ class Response(JsonModel):
     """A model response; in a rollout, every output item of the episode."""
 
     id: str
+    object: Literal["response"] | None = None
     created_at: float | None = None
     model: str | None = None
     status: ResponseStatus | None = None
@@ -286,6 +305,14 @@ class Response(JsonModel):
     usage: Usage | None = None
     incomplete_details: IncompleteDetails | None = None
     error: ResponseError | None = None
+    # What the request set, echoed as the API does (see `protocol.complete`).
+    instructions: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
 
     @model_validator(mode="after")
     def _always_write_output(self) -> Self:

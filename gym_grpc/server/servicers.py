@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -30,6 +31,7 @@ from gym_grpc.errors import (
     ServerDrainingError,
 )
 from gym_grpc.protocol import collection, convert, streams
+from gym_grpc.protocol.complete import complete_response
 from gym_grpc.protocol.events import Finished
 from gym_grpc.server import telemetry
 from gym_grpc.server.runtime import Runtime
@@ -98,7 +100,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     @unary
     async def CreateResponse(self, request: model_pb2.CreateResponseRequest, context: Ctx) -> Any:  # noqa: N802
         model = self.runtime.model(request.model)
-        response = await model.create(convert.params_from_proto(request.params, "params"))
+        params = convert.params_from_proto(request.params, "params")
+        response = complete_response(await model.create(params), params, model=model.name, created_at=time.time())
         return model_pb2.CreateResponseResponse(response=convert.response_to_proto(response))
 
 

@@ -18,6 +18,7 @@ from gym_grpc.protocol.types import Message, Response, ResponseCreateParams
 from gym_grpc.server.app import GymServer
 from gym_grpc.server.runtime import Runtime
 from gym_grpc.testing.scripted import response, say
+from gym_grpc.testing.validate import validate_rollouts
 
 
 def last_user_text(params: ResponseCreateParams) -> str:
@@ -40,7 +41,8 @@ async def collect(
     config: GymConfig, model: ModelClient, request: CollectionRequest, *, model_name: str = "policy_model"
 ) -> tuple[list[Rollout], list[Event]]:
     """Serve `config` on port 0 with `model` in place of `model_name`, collect `request`, stop the server (which
-    closes its environments). Returns the rollouts in (task, rollout) order and every event as received."""
+    closes its environments). Every rollout is checked with `validate_rollouts`. Returns the rollouts in (task,
+    rollout) order and every event as received."""
     server = GymServer(config, Runtime(config, models={model_name: model}))
     await server.start("127.0.0.1", 0)
     try:
@@ -49,4 +51,5 @@ async def collect(
     finally:
         await server.stop(0)
     rollouts = [e.rollout for e in events if isinstance(e, Finished)]
+    validate_rollouts(rollouts)  # every record is a valid Responses-API request + Response
     return sorted(rollouts, key=lambda r: (r.task_index, r.rollout_index)), events

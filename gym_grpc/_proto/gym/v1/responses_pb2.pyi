@@ -864,6 +864,7 @@ class Usage(google.protobuf.message.Message):
     CACHED_TOKENS_FIELD_NUMBER: builtins.int
     REASONING_TOKENS_FIELD_NUMBER: builtins.int
     EXTRA_JSON_FIELD_NUMBER: builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: builtins.int
     input_tokens: builtins.int
     """Prompt tokens."""
     output_tokens: builtins.int
@@ -876,6 +877,8 @@ class Usage(google.protobuf.message.Message):
     """"output_tokens_details.reasoning_tokens", when present."""
     extra_json: builtins.str
     """The object's other JSON keys, verbatim (a JSON object), or empty."""
+    cache_write_tokens: builtins.int
+    """"input_tokens_details.cache_write_tokens", when present (only together with cached_tokens)."""
     def __init__(
         self,
         *,
@@ -885,9 +888,12 @@ class Usage(google.protobuf.message.Message):
         cached_tokens: builtins.int | None = ...,
         reasoning_tokens: builtins.int | None = ...,
         extra_json: builtins.str = ...,
+        cache_write_tokens: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_cached_tokens", b"_cached_tokens", "_reasoning_tokens", b"_reasoning_tokens", "cached_tokens", b"cached_tokens", "reasoning_tokens", b"reasoning_tokens"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_cached_tokens", b"_cached_tokens", "_reasoning_tokens", b"_reasoning_tokens", "cached_tokens", b"cached_tokens", "extra_json", b"extra_json", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_cache_write_tokens", b"_cache_write_tokens", "_cached_tokens", b"_cached_tokens", "_reasoning_tokens", b"_reasoning_tokens", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "reasoning_tokens", b"reasoning_tokens"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_cache_write_tokens", b"_cache_write_tokens", "_cached_tokens", b"_cached_tokens", "_reasoning_tokens", b"_reasoning_tokens", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "extra_json", b"extra_json", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_cache_write_tokens", b"_cache_write_tokens"]) -> typing.Literal["cache_write_tokens"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_cached_tokens", b"_cached_tokens"]) -> typing.Literal["cached_tokens"] | None: ...
     @typing.overload
@@ -950,6 +956,14 @@ class Response(google.protobuf.message.Message):
     INCOMPLETE_DETAILS_FIELD_NUMBER: builtins.int
     ERROR_FIELD_NUMBER: builtins.int
     EXTRA_JSON_FIELD_NUMBER: builtins.int
+    OBJECT_FIELD_NUMBER: builtins.int
+    TOOLS_FIELD_NUMBER: builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: builtins.int
+    TEMPERATURE_FIELD_NUMBER: builtins.int
+    TOP_P_FIELD_NUMBER: builtins.int
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: builtins.int
     id: builtins.str
     """The response id ("resp_...")."""
     created_at: builtins.float
@@ -959,7 +973,19 @@ class Response(google.protobuf.message.Message):
     status: global___ResponseStatus.ValueType
     """The response status."""
     extra_json: builtins.str
-    """The other JSON keys ("object", "tools", "temperature", ...), verbatim (a JSON object), or empty."""
+    """The other JSON keys ("text", "truncation", "reasoning", ...), verbatim (a JSON object), or empty."""
+    object: builtins.str
+    """"object": always "response" in a complete response; absent in a partial one."""
+    parallel_tool_calls: builtins.bool
+    """"parallel_tool_calls": the request's setting (echoed by the API)."""
+    instructions: builtins.str
+    """"instructions": the request's instructions, when it had any."""
+    temperature: builtins.float
+    """"temperature": the request's sampling temperature, when it set one."""
+    top_p: builtins.float
+    """"top_p": the request's nucleus sampling mass, when it set one."""
+    max_output_tokens: builtins.int
+    """"max_output_tokens": the request's generation cap, when it set one."""
     @property
     def output(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Item]:
         """The output items, in order."""
@@ -976,6 +1002,14 @@ class Response(google.protobuf.message.Message):
     def error(self) -> global___ResponseError:
         """The server's error, when the response failed."""
 
+    @property
+    def tools(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Tool]:
+        """"tools": the tools the request offered (echoed by the API). An empty list travels in extra_json."""
+
+    @property
+    def tool_choice(self) -> global___ToolChoice:
+        """"tool_choice": the request's tool choice (echoed by the API)."""
+
     def __init__(
         self,
         *,
@@ -988,12 +1022,32 @@ class Response(google.protobuf.message.Message):
         incomplete_details: global___IncompleteDetails | None = ...,
         error: global___ResponseError | None = ...,
         extra_json: builtins.str = ...,
+        object: builtins.str | None = ...,
+        tools: collections.abc.Iterable[global___Tool] | None = ...,
+        tool_choice: global___ToolChoice | None = ...,
+        parallel_tool_calls: builtins.bool | None = ...,
+        instructions: builtins.str | None = ...,
+        temperature: builtins.float | None = ...,
+        top_p: builtins.float | None = ...,
+        max_output_tokens: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_created_at", b"_created_at", "_model", b"_model", "created_at", b"created_at", "error", b"error", "incomplete_details", b"incomplete_details", "model", b"model", "usage", b"usage"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_created_at", b"_created_at", "_model", b"_model", "created_at", b"created_at", "error", b"error", "extra_json", b"extra_json", "id", b"id", "incomplete_details", b"incomplete_details", "model", b"model", "output", b"output", "status", b"status", "usage", b"usage"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_created_at", b"_created_at", "_instructions", b"_instructions", "_max_output_tokens", b"_max_output_tokens", "_model", b"_model", "_object", b"_object", "_parallel_tool_calls", b"_parallel_tool_calls", "_temperature", b"_temperature", "_top_p", b"_top_p", "created_at", b"created_at", "error", b"error", "incomplete_details", b"incomplete_details", "instructions", b"instructions", "max_output_tokens", b"max_output_tokens", "model", b"model", "object", b"object", "parallel_tool_calls", b"parallel_tool_calls", "temperature", b"temperature", "tool_choice", b"tool_choice", "top_p", b"top_p", "usage", b"usage"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_created_at", b"_created_at", "_instructions", b"_instructions", "_max_output_tokens", b"_max_output_tokens", "_model", b"_model", "_object", b"_object", "_parallel_tool_calls", b"_parallel_tool_calls", "_temperature", b"_temperature", "_top_p", b"_top_p", "created_at", b"created_at", "error", b"error", "extra_json", b"extra_json", "id", b"id", "incomplete_details", b"incomplete_details", "instructions", b"instructions", "max_output_tokens", b"max_output_tokens", "model", b"model", "object", b"object", "output", b"output", "parallel_tool_calls", b"parallel_tool_calls", "status", b"status", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "usage", b"usage"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_created_at", b"_created_at"]) -> typing.Literal["created_at"] | None: ...
     @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_instructions", b"_instructions"]) -> typing.Literal["instructions"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_max_output_tokens", b"_max_output_tokens"]) -> typing.Literal["max_output_tokens"] | None: ...
+    @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_model", b"_model"]) -> typing.Literal["model"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_object", b"_object"]) -> typing.Literal["object"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]) -> typing.Literal["parallel_tool_calls"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_temperature", b"_temperature"]) -> typing.Literal["temperature"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_top_p", b"_top_p"]) -> typing.Literal["top_p"] | None: ...
 
 global___Response = Response

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gym_grpc._proto.gym.v1 import responses_pb2 as gym_dot_v1_dot_responses__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11gym/v1/task.proto\x12\x06gym.v1\x1a\x16gym/v1/responses.proto\"k\n\x04Task\x12=\n\x17responses_create_params\x18\x01 \x01(\x0b\x32\x1c.gym.v1.ResponseCreateParams\x12\x12\n\nextra_json\x18\x02 \x01(\t\x12\x10\n\x08row_json\x18\x03 \x01(\t\"Z\n\x0bMetricValue\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0e\n\x04\x66lag\x18\x03 \x01(\x08H\x00\x12\x11\n\x07integer\x18\x04 \x01(\x03H\x00\x42\x06\n\x04kindb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11gym/v1/task.proto\x12\x06gym.v1\x1a\x16gym/v1/responses.proto\"k\n\x04Task\x12=\n\x17responses_create_params\x18\x01 \x01(\x0b\x32\x1c.gym.v1.ResponseCreateParams\x12\x12\n\nextra_json\x18\x02 \x01(\t\x12\x10\n\x08row_json\x18\x03 \x01(\t\"j\n\x0bMetricValue\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x0e\n\x04\x66lag\x18\x03 \x01(\x08H\x00\x12\x11\n\x07integer\x18\x04 \x01(\x03H\x00\x12\x0e\n\x04json\x18\x05 \x01(\tH\x00\x42\x06\n\x04kindb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASK']._serialized_start=53
   _globals['_TASK']._serialized_end=160
   _globals['_METRICVALUE']._serialized_start=162
-  _globals['_METRICVALUE']._serialized_end=252
+  _globals['_METRICVALUE']._serialized_end=268
 # @@protoc_insertion_point(module_scope)

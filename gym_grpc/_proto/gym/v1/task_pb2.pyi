@@ -49,7 +49,7 @@ global___Task = Task
 
 @typing.final
 class MetricValue(google.protobuf.message.Message):
-    """One named value reported by a verifier (JSON: a number, a string or a boolean)."""
+    """One named value reported by a verifier (JSON: a number, a string, a boolean, or any other JSON value)."""
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -57,6 +57,7 @@ class MetricValue(google.protobuf.message.Message):
     TEXT_FIELD_NUMBER: builtins.int
     FLAG_FIELD_NUMBER: builtins.int
     INTEGER_FIELD_NUMBER: builtins.int
+    JSON_FIELD_NUMBER: builtins.int
     number: builtins.float
     """A number (aggregated as mean/std/min/max)."""
     text: builtins.str
@@ -65,6 +66,10 @@ class MetricValue(google.protobuf.message.Message):
     """A boolean (aggregated as a rate)."""
     integer: builtins.int
     """An integer (aggregated like a number; kept exact on the wire)."""
+    json: builtins.str
+    """Any other JSON value (an object, a list, null, an integer beyond 64 bits), as JSON text. Verifiers such as
+    NeMo Gym resources servers return these (for example "judge_evaluations" or "info"); never aggregated.
+    """
     def __init__(
         self,
         *,
@@ -72,9 +77,10 @@ class MetricValue(google.protobuf.message.Message):
         text: builtins.str = ...,
         flag: builtins.bool = ...,
         integer: builtins.int = ...,
+        json: builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["flag", b"flag", "integer", b"integer", "kind", b"kind", "number", b"number", "text", b"text"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["flag", b"flag", "integer", b"integer", "kind", b"kind", "number", b"number", "text", b"text"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["number", "text", "flag", "integer"] | None: ...
+    def HasField(self, field_name: typing.Literal["flag", b"flag", "integer", b"integer", "json", b"json", "kind", b"kind", "number", b"number", "text", b"text"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["flag", b"flag", "integer", b"integer", "json", b"json", "kind", b"kind", "number", b"number", "text", b"text"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["number", "text", "flag", "integer", "json"] | None: ...
 
 global___MetricValue = MetricValue

@@ -1877,9 +1877,11 @@ type Usage struct {
 	// "output_tokens_details.reasoning_tokens", when present.
 	ReasoningTokens *int64 `protobuf:"varint,5,opt,name=reasoning_tokens,json=reasoningTokens,proto3,oneof" json:"reasoning_tokens,omitempty"`
 	// The object's other JSON keys, verbatim (a JSON object), or empty.
-	ExtraJson     string `protobuf:"bytes,6,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ExtraJson string `protobuf:"bytes,6,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	// "input_tokens_details.cache_write_tokens", when present (only together with cached_tokens).
+	CacheWriteTokens *int64 `protobuf:"varint,20,opt,name=cache_write_tokens,json=cacheWriteTokens,proto3,oneof" json:"cache_write_tokens,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
@@ -1952,6 +1954,13 @@ func (x *Usage) GetExtraJson() string {
 		return x.ExtraJson
 	}
 	return ""
+}
+
+func (x *Usage) GetCacheWriteTokens() int64 {
+	if x != nil && x.CacheWriteTokens != nil {
+		return *x.CacheWriteTokens
+	}
+	return 0
 }
 
 // Why a response is incomplete: {"reason": "max_output_tokens" | "content_filter"}.
@@ -2074,10 +2083,26 @@ type Response struct {
 	IncompleteDetails *IncompleteDetails `protobuf:"bytes,7,opt,name=incomplete_details,json=incompleteDetails,proto3" json:"incomplete_details,omitempty"`
 	// The server's error, when the response failed.
 	Error *ResponseError `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
-	// The other JSON keys ("object", "tools", "temperature", ...), verbatim (a JSON object), or empty.
-	ExtraJson     string `protobuf:"bytes,9,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The other JSON keys ("text", "truncation", "reasoning", ...), verbatim (a JSON object), or empty.
+	ExtraJson string `protobuf:"bytes,9,opt,name=extra_json,json=extraJson,proto3" json:"extra_json,omitempty"`
+	// "object": always "response" in a complete response; absent in a partial one.
+	Object *string `protobuf:"bytes,20,opt,name=object,proto3,oneof" json:"object,omitempty"`
+	// "tools": the tools the request offered (echoed by the API). An empty list travels in extra_json.
+	Tools []*Tool `protobuf:"bytes,21,rep,name=tools,proto3" json:"tools,omitempty"`
+	// "tool_choice": the request's tool choice (echoed by the API).
+	ToolChoice *ToolChoice `protobuf:"bytes,22,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	// "parallel_tool_calls": the request's setting (echoed by the API).
+	ParallelToolCalls *bool `protobuf:"varint,23,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3,oneof" json:"parallel_tool_calls,omitempty"`
+	// "instructions": the request's instructions, when it had any.
+	Instructions *string `protobuf:"bytes,24,opt,name=instructions,proto3,oneof" json:"instructions,omitempty"`
+	// "temperature": the request's sampling temperature, when it set one.
+	Temperature *float64 `protobuf:"fixed64,25,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
+	// "top_p": the request's nucleus sampling mass, when it set one.
+	TopP *float64 `protobuf:"fixed64,26,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
+	// "max_output_tokens": the request's generation cap, when it set one.
+	MaxOutputTokens *int32 `protobuf:"varint,27,opt,name=max_output_tokens,json=maxOutputTokens,proto3,oneof" json:"max_output_tokens,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Response) Reset() {
@@ -2171,6 +2196,62 @@ func (x *Response) GetExtraJson() string {
 		return x.ExtraJson
 	}
 	return ""
+}
+
+func (x *Response) GetObject() string {
+	if x != nil && x.Object != nil {
+		return *x.Object
+	}
+	return ""
+}
+
+func (x *Response) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *Response) GetToolChoice() *ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
+func (x *Response) GetParallelToolCalls() bool {
+	if x != nil && x.ParallelToolCalls != nil {
+		return *x.ParallelToolCalls
+	}
+	return false
+}
+
+func (x *Response) GetInstructions() string {
+	if x != nil && x.Instructions != nil {
+		return *x.Instructions
+	}
+	return ""
+}
+
+func (x *Response) GetTemperature() float64 {
+	if x != nil && x.Temperature != nil {
+		return *x.Temperature
+	}
+	return 0
+}
+
+func (x *Response) GetTopP() float64 {
+	if x != nil && x.TopP != nil {
+		return *x.TopP
+	}
+	return 0
+}
+
+func (x *Response) GetMaxOutputTokens() int32 {
+	if x != nil && x.MaxOutputTokens != nil {
+		return *x.MaxOutputTokens
+	}
+	return 0
 }
 
 var File_gym_v1_responses_proto protoreflect.FileDescriptor
@@ -2325,7 +2406,7 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\x06_top_pB\x14\n" +
 	"\x12_max_output_tokensB\b\n" +
 	"\x06_modelB\a\n" +
-	"\x05_seed\"\x92\x02\n" +
+	"\x05_seed\"\xdc\x02\n" +
 	"\x05Usage\x12!\n" +
 	"\finput_tokens\x18\x01 \x01(\x03R\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\x02 \x01(\x03R\foutputTokens\x12!\n" +
@@ -2333,14 +2414,16 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\rcached_tokens\x18\x04 \x01(\x03H\x00R\fcachedTokens\x88\x01\x01\x12.\n" +
 	"\x10reasoning_tokens\x18\x05 \x01(\x03H\x01R\x0freasoningTokens\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"extra_json\x18\x06 \x01(\tR\textraJsonB\x10\n" +
+	"extra_json\x18\x06 \x01(\tR\textraJson\x121\n" +
+	"\x12cache_write_tokens\x18\x14 \x01(\x03H\x02R\x10cacheWriteTokens\x88\x01\x01B\x10\n" +
 	"\x0e_cached_tokensB\x13\n" +
-	"\x11_reasoning_tokens\"+\n" +
+	"\x11_reasoning_tokensB\x15\n" +
+	"\x13_cache_write_tokens\"+\n" +
 	"\x11IncompleteDetails\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"=\n" +
 	"\rResponseError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x83\x03\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xad\x06\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\n" +
@@ -2352,9 +2435,24 @@ const file_gym_v1_responses_proto_rawDesc = "" +
 	"\x12incomplete_details\x18\a \x01(\v2\x19.gym.v1.IncompleteDetailsR\x11incompleteDetails\x12+\n" +
 	"\x05error\x18\b \x01(\v2\x15.gym.v1.ResponseErrorR\x05error\x12\x1d\n" +
 	"\n" +
-	"extra_json\x18\t \x01(\tR\textraJsonB\r\n" +
+	"extra_json\x18\t \x01(\tR\textraJson\x12\x1b\n" +
+	"\x06object\x18\x14 \x01(\tH\x02R\x06object\x88\x01\x01\x12\"\n" +
+	"\x05tools\x18\x15 \x03(\v2\f.gym.v1.ToolR\x05tools\x123\n" +
+	"\vtool_choice\x18\x16 \x01(\v2\x12.gym.v1.ToolChoiceR\n" +
+	"toolChoice\x123\n" +
+	"\x13parallel_tool_calls\x18\x17 \x01(\bH\x03R\x11parallelToolCalls\x88\x01\x01\x12'\n" +
+	"\finstructions\x18\x18 \x01(\tH\x04R\finstructions\x88\x01\x01\x12%\n" +
+	"\vtemperature\x18\x19 \x01(\x01H\x05R\vtemperature\x88\x01\x01\x12\x18\n" +
+	"\x05top_p\x18\x1a \x01(\x01H\x06R\x04topP\x88\x01\x01\x12/\n" +
+	"\x11max_output_tokens\x18\x1b \x01(\x05H\aR\x0fmaxOutputTokens\x88\x01\x01B\r\n" +
 	"\v_created_atB\b\n" +
-	"\x06_model*d\n" +
+	"\x06_modelB\t\n" +
+	"\a_objectB\x16\n" +
+	"\x14_parallel_tool_callsB\x0f\n" +
+	"\r_instructionsB\x0e\n" +
+	"\f_temperatureB\b\n" +
+	"\x06_top_pB\x14\n" +
+	"\x12_max_output_tokens*d\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tROLE_USER\x10\x01\x12\x12\n" +
@@ -2458,11 +2556,13 @@ var file_gym_v1_responses_proto_depIdxs = []int32{
 	22, // 28: gym.v1.Response.usage:type_name -> gym.v1.Usage
 	23, // 29: gym.v1.Response.incomplete_details:type_name -> gym.v1.IncompleteDetails
 	24, // 30: gym.v1.Response.error:type_name -> gym.v1.ResponseError
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	18, // 31: gym.v1.Response.tools:type_name -> gym.v1.Tool
+	19, // 32: gym.v1.Response.tool_choice:type_name -> gym.v1.ToolChoice
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_gym_v1_responses_proto_init() }

@@ -89,7 +89,7 @@ func (x *Task) GetRowJson() string {
 	return ""
 }
 
-// One named value reported by a verifier (JSON: a number, a string or a boolean).
+// One named value reported by a verifier (JSON: a number, a string, a boolean, or any other JSON value).
 type MetricValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The value.
@@ -100,6 +100,7 @@ type MetricValue struct {
 	//	*MetricValue_Text
 	//	*MetricValue_Flag
 	//	*MetricValue_Integer
+	//	*MetricValue_Json
 	Kind          isMetricValue_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -178,6 +179,15 @@ func (x *MetricValue) GetInteger() int64 {
 	return 0
 }
 
+func (x *MetricValue) GetJson() string {
+	if x != nil {
+		if x, ok := x.Kind.(*MetricValue_Json); ok {
+			return x.Json
+		}
+	}
+	return ""
+}
+
 type isMetricValue_Kind interface {
 	isMetricValue_Kind()
 }
@@ -202,6 +212,12 @@ type MetricValue_Integer struct {
 	Integer int64 `protobuf:"varint,4,opt,name=integer,proto3,oneof"`
 }
 
+type MetricValue_Json struct {
+	// Any other JSON value (an object, a list, null, an integer beyond 64 bits), as JSON text. Verifiers such as
+	// NeMo Gym resources servers return these (for example "judge_evaluations" or "info"); never aggregated.
+	Json string `protobuf:"bytes,5,opt,name=json,proto3,oneof"`
+}
+
 func (*MetricValue_Number) isMetricValue_Kind() {}
 
 func (*MetricValue_Text) isMetricValue_Kind() {}
@@ -209,6 +225,8 @@ func (*MetricValue_Text) isMetricValue_Kind() {}
 func (*MetricValue_Flag) isMetricValue_Kind() {}
 
 func (*MetricValue_Integer) isMetricValue_Kind() {}
+
+func (*MetricValue_Json) isMetricValue_Kind() {}
 
 var File_gym_v1_task_proto protoreflect.FileDescriptor
 
@@ -219,12 +237,13 @@ const file_gym_v1_task_proto_rawDesc = "" +
 	"\x17responses_create_params\x18\x01 \x01(\v2\x1c.gym.v1.ResponseCreateParamsR\x15responsesCreateParams\x12\x1d\n" +
 	"\n" +
 	"extra_json\x18\x02 \x01(\tR\textraJson\x12\x19\n" +
-	"\brow_json\x18\x03 \x01(\tR\arowJson\"w\n" +
+	"\brow_json\x18\x03 \x01(\tR\arowJson\"\x8d\x01\n" +
 	"\vMetricValue\x12\x18\n" +
 	"\x06number\x18\x01 \x01(\x01H\x00R\x06number\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04text\x12\x14\n" +
 	"\x04flag\x18\x03 \x01(\bH\x00R\x04flag\x12\x1a\n" +
-	"\ainteger\x18\x04 \x01(\x03H\x00R\aintegerB\x06\n" +
+	"\ainteger\x18\x04 \x01(\x03H\x00R\ainteger\x12\x14\n" +
+	"\x04json\x18\x05 \x01(\tH\x00R\x04jsonB\x06\n" +
 	"\x04kindB\x8a\x01\n" +
 	"\n" +
 	"com.gym.v1B\tTaskProtoP\x01Z8github.com/gym-grpc/gym-grpc/clients/go/gen/gym/v1;gymv1\xa2\x02\x03GXX\xaa\x02\x06Gym.V1\xca\x02\x06Gym\\V1\xe2\x02\x12Gym\\V1\\GPBMetadata\xea\x02\aGym::V1b\x06proto3"
@@ -267,6 +286,7 @@ func file_gym_v1_task_proto_init() {
 		(*MetricValue_Text)(nil),
 		(*MetricValue_Flag)(nil),
 		(*MetricValue_Integer)(nil),
+		(*MetricValue_Json)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

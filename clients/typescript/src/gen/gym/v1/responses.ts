@@ -577,6 +577,8 @@ export interface Usage {
     | undefined;
   /** The object's other JSON keys, verbatim (a JSON object), or empty. */
   extraJson: string;
+  /** "input_tokens_details.cache_write_tokens", when present (only together with cached_tokens). */
+  cacheWriteTokens?: number | undefined;
 }
 
 /** Why a response is incomplete: {"reason": "max_output_tokens" | "content_filter"}. */
@@ -621,8 +623,36 @@ export interface Response {
   error:
     | ResponseError
     | undefined;
-  /** The other JSON keys ("object", "tools", "temperature", ...), verbatim (a JSON object), or empty. */
+  /** The other JSON keys ("text", "truncation", "reasoning", ...), verbatim (a JSON object), or empty. */
   extraJson: string;
+  /** "object": always "response" in a complete response; absent in a partial one. */
+  object?:
+    | string
+    | undefined;
+  /** "tools": the tools the request offered (echoed by the API). An empty list travels in extra_json. */
+  tools: Tool[];
+  /** "tool_choice": the request's tool choice (echoed by the API). */
+  toolChoice:
+    | ToolChoice
+    | undefined;
+  /** "parallel_tool_calls": the request's setting (echoed by the API). */
+  parallelToolCalls?:
+    | boolean
+    | undefined;
+  /** "instructions": the request's instructions, when it had any. */
+  instructions?:
+    | string
+    | undefined;
+  /** "temperature": the request's sampling temperature, when it set one. */
+  temperature?:
+    | number
+    | undefined;
+  /** "top_p": the request's nucleus sampling mass, when it set one. */
+  topP?:
+    | number
+    | undefined;
+  /** "max_output_tokens": the request's generation cap, when it set one. */
+  maxOutputTokens?: number | undefined;
 }
 
 function createBaseTokenData(): TokenData {
@@ -3339,6 +3369,7 @@ function createBaseUsage(): Usage {
     cachedTokens: undefined,
     reasoningTokens: undefined,
     extraJson: "",
+    cacheWriteTokens: undefined,
   };
 }
 
@@ -3361,6 +3392,9 @@ export const Usage: MessageFns<Usage> = {
     }
     if (message.extraJson !== "") {
       writer.uint32(50).string(message.extraJson);
+    }
+    if (message.cacheWriteTokens !== undefined) {
+      writer.uint32(160).int64(message.cacheWriteTokens);
     }
     return writer;
   },
@@ -3426,6 +3460,14 @@ export const Usage: MessageFns<Usage> = {
             message.extraJson = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.cacheWriteTokens = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3470,6 +3512,11 @@ export const Usage: MessageFns<Usage> = {
         : isSet(object.extra_json)
         ? globalThis.String(object.extra_json)
         : "",
+      cacheWriteTokens: isSet(object.cacheWriteTokens)
+        ? globalThis.Number(object.cacheWriteTokens)
+        : isSet(object.cache_write_tokens)
+        ? globalThis.Number(object.cache_write_tokens)
+        : undefined,
     };
   },
 
@@ -3493,6 +3540,9 @@ export const Usage: MessageFns<Usage> = {
     if (message.extraJson !== "") {
       obj.extraJson = message.extraJson;
     }
+    if (message.cacheWriteTokens !== undefined) {
+      obj.cacheWriteTokens = Math.round(message.cacheWriteTokens);
+    }
     return obj;
   },
 
@@ -3507,6 +3557,7 @@ export const Usage: MessageFns<Usage> = {
     message.cachedTokens = object.cachedTokens ?? undefined;
     message.reasoningTokens = object.reasoningTokens ?? undefined;
     message.extraJson = object.extraJson ?? "";
+    message.cacheWriteTokens = object.cacheWriteTokens ?? undefined;
     return message;
   },
 };
@@ -3674,6 +3725,14 @@ function createBaseResponse(): Response {
     incompleteDetails: undefined,
     error: undefined,
     extraJson: "",
+    object: undefined,
+    tools: [],
+    toolChoice: undefined,
+    parallelToolCalls: undefined,
+    instructions: undefined,
+    temperature: undefined,
+    topP: undefined,
+    maxOutputTokens: undefined,
   };
 }
 
@@ -3705,6 +3764,30 @@ export const Response: MessageFns<Response> = {
     }
     if (message.extraJson !== "") {
       writer.uint32(74).string(message.extraJson);
+    }
+    if (message.object !== undefined) {
+      writer.uint32(162).string(message.object);
+    }
+    for (const v of message.tools) {
+      Tool.encode(v!, writer.uint32(170).fork()).join();
+    }
+    if (message.toolChoice !== undefined) {
+      ToolChoice.encode(message.toolChoice, writer.uint32(178).fork()).join();
+    }
+    if (message.parallelToolCalls !== undefined) {
+      writer.uint32(184).bool(message.parallelToolCalls);
+    }
+    if (message.instructions !== undefined) {
+      writer.uint32(194).string(message.instructions);
+    }
+    if (message.temperature !== undefined) {
+      writer.uint32(201).double(message.temperature);
+    }
+    if (message.topP !== undefined) {
+      writer.uint32(209).double(message.topP);
+    }
+    if (message.maxOutputTokens !== undefined) {
+      writer.uint32(216).int32(message.maxOutputTokens);
     }
     return writer;
   },
@@ -3794,6 +3877,70 @@ export const Response: MessageFns<Response> = {
             message.extraJson = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.object = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.tools.push(Tool.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.toolChoice = ToolChoice.decode(reader, reader.uint32());
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.parallelToolCalls = reader.bool();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.instructions = reader.string();
+            continue;
+          }
+          case 25: {
+            if (tag !== 201) {
+              break;
+            }
+
+            message.temperature = reader.double();
+            continue;
+          }
+          case 26: {
+            if (tag !== 209) {
+              break;
+            }
+
+            message.topP = reader.double();
+            continue;
+          }
+          case 27: {
+            if (tag !== 216) {
+              break;
+            }
+
+            message.maxOutputTokens = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3829,6 +3976,32 @@ export const Response: MessageFns<Response> = {
         : isSet(object.extra_json)
         ? globalThis.String(object.extra_json)
         : "",
+      object: isSet(object.object) ? globalThis.String(object.object) : undefined,
+      tools: globalThis.Array.isArray(object?.tools)
+        ? object.tools.map((e: any) => Tool.fromJSON(e))
+        : [],
+      toolChoice: isSet(object.toolChoice)
+        ? ToolChoice.fromJSON(object.toolChoice)
+        : isSet(object.tool_choice)
+        ? ToolChoice.fromJSON(object.tool_choice)
+        : undefined,
+      parallelToolCalls: isSet(object.parallelToolCalls)
+        ? globalThis.Boolean(object.parallelToolCalls)
+        : isSet(object.parallel_tool_calls)
+        ? globalThis.Boolean(object.parallel_tool_calls)
+        : undefined,
+      instructions: isSet(object.instructions) ? globalThis.String(object.instructions) : undefined,
+      temperature: isSet(object.temperature) ? globalThis.Number(object.temperature) : undefined,
+      topP: isSet(object.topP)
+        ? globalThis.Number(object.topP)
+        : isSet(object.top_p)
+        ? globalThis.Number(object.top_p)
+        : undefined,
+      maxOutputTokens: isSet(object.maxOutputTokens)
+        ? globalThis.Number(object.maxOutputTokens)
+        : isSet(object.max_output_tokens)
+        ? globalThis.Number(object.max_output_tokens)
+        : undefined,
     };
   },
 
@@ -3861,6 +4034,30 @@ export const Response: MessageFns<Response> = {
     if (message.extraJson !== "") {
       obj.extraJson = message.extraJson;
     }
+    if (message.object !== undefined) {
+      obj.object = message.object;
+    }
+    if (message.tools?.length) {
+      obj.tools = message.tools.map((e) => Tool.toJSON(e));
+    }
+    if (message.toolChoice !== undefined) {
+      obj.toolChoice = ToolChoice.toJSON(message.toolChoice);
+    }
+    if (message.parallelToolCalls !== undefined) {
+      obj.parallelToolCalls = message.parallelToolCalls;
+    }
+    if (message.instructions !== undefined) {
+      obj.instructions = message.instructions;
+    }
+    if (message.temperature !== undefined) {
+      obj.temperature = floatToJson(message.temperature);
+    }
+    if (message.topP !== undefined) {
+      obj.topP = floatToJson(message.topP);
+    }
+    if (message.maxOutputTokens !== undefined) {
+      obj.maxOutputTokens = Math.round(message.maxOutputTokens);
+    }
     return obj;
   },
 
@@ -3882,6 +4079,16 @@ export const Response: MessageFns<Response> = {
       ? ResponseError.fromPartial(object.error)
       : undefined;
     message.extraJson = object.extraJson ?? "";
+    message.object = object.object ?? undefined;
+    message.tools = object.tools?.map((e) => Tool.fromPartial(e)) || [];
+    message.toolChoice = (object.toolChoice !== undefined && object.toolChoice !== null)
+      ? ToolChoice.fromPartial(object.toolChoice)
+      : undefined;
+    message.parallelToolCalls = object.parallelToolCalls ?? undefined;
+    message.instructions = object.instructions ?? undefined;
+    message.temperature = object.temperature ?? undefined;
+    message.topP = object.topP ?? undefined;
+    message.maxOutputTokens = object.maxOutputTokens ?? undefined;
     return message;
   },
 };

@@ -34,7 +34,7 @@ export interface Task {
   rowJson: string;
 }
 
-/** One named value reported by a verifier (JSON: a number, a string or a boolean). */
+/** One named value reported by a verifier (JSON: a number, a string, a boolean, or any other JSON value). */
 export interface MetricValue {
   /** The value. */
   kind:
@@ -50,6 +50,12 @@ export interface MetricValue {
     | //
     /** An integer (aggregated like a number; kept exact on the wire). */
     { $case: "integer"; value: number }
+    | //
+    /**
+     * Any other JSON value (an object, a list, null, an integer beyond 64 bits), as JSON text. Verifiers such as
+     * NeMo Gym resources servers return these (for example "judge_evaluations" or "info"); never aggregated.
+     */
+    { $case: "json"; value: string }
     | undefined;
 }
 
@@ -188,6 +194,9 @@ export const MetricValue: MessageFns<MetricValue> = {
       case "integer":
         writer.uint32(32).int64(message.kind.value);
         break;
+      case "json":
+        writer.uint32(42).string(message.kind.value);
+        break;
     }
     return writer;
   },
@@ -237,6 +246,14 @@ export const MetricValue: MessageFns<MetricValue> = {
             message.kind = { $case: "integer", value: longToNumber(reader.int64()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kind = { $case: "json", value: reader.string() };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -259,6 +276,8 @@ export const MetricValue: MessageFns<MetricValue> = {
         ? { $case: "flag", value: globalThis.Boolean(object.flag) }
         : isSet(object.integer)
         ? { $case: "integer", value: globalThis.Number(object.integer) }
+        : isSet(object.json)
+        ? { $case: "json", value: globalThis.String(object.json) }
         : undefined,
     };
   },
@@ -273,6 +292,8 @@ export const MetricValue: MessageFns<MetricValue> = {
       obj.flag = message.kind.value;
     } else if (message.kind?.$case === "integer") {
       obj.integer = Math.round(message.kind.value);
+    } else if (message.kind?.$case === "json") {
+      obj.json = message.kind.value;
     }
     return obj;
   },
@@ -304,6 +325,12 @@ export const MetricValue: MessageFns<MetricValue> = {
       case "integer": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "integer", value: object.kind.value };
+        }
+        break;
+      }
+      case "json": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "json", value: object.kind.value };
         }
         break;
       }
