@@ -133,7 +133,7 @@ try {
     await ready(`rollout/`);
     await page.waitForFunction(() => (document.body.dataset.ready || "").endsWith("/tokens"));
     return {
-      tokens: await page.$$eval(".tok:not(.mask0)", (n) => n.length - 2), // minus the legend's two samples
+      tokens: await page.$$eval(".tokens .tok:not(.mask0)", (n) => n.length),
       items: await page.$$eval("[data-testid=token-item]", (n) => n.length),
       segments: await page.$$eval("[data-testid=segment]", (n) => n.length),
     };
