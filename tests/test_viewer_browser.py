@@ -89,7 +89,11 @@ async def test_page_of_a_collection_with_groups(collected: Path, tmp_path: Path)
     bad_args = [o for o in first.get("response", {}).get("output", []) if o["type"] == "function_call"]
     assert seen["rollout"]["invalid_json"] == sum(1 for o in bad_args if not _is_json(o["arguments"]))
     gen = [o for o in first.get("response", {}).get("output", []) if "generation_token_ids" in o]
-    assert seen["tokens"] == {"tokens": sum(len(o["generation_token_ids"]) for o in gen), "items": len(gen), "segments": 0}
+    assert seen["tokens"] == {
+        "tokens": sum(len(o["generation_token_ids"]) for o in gen),
+        "items": len(gen),
+        "segments": 0,
+    }
     chosen = rows[rich]["response"]["output"]
     assert seen["chosen"]["items"] == len(chosen)
     assert seen["chosen_tokens"]["tokens"] == sum(len(o.get("generation_token_ids", [])) for o in chosen)
@@ -180,8 +184,8 @@ async def test_serve_shows_a_live_collect_rollouts_stream(tmp_path: Path) -> Non
     saved = tmp_path / "streamed.jsonl"
     with PolicyServer() as server:
         viewer, url = await _serve_view(
-            "--server", server.target, "--agent", "weather_simple_agent", "--input", str(DATA / "weather_queries.jsonl"),
-            "--num-repeats", "3", "--save", str(saved),
+            "--server", server.target, "--agent", "weather_simple_agent",
+            "--input", str(DATA / "weather_queries.jsonl"), "--num-repeats", "3", "--save", str(saved),
         )  # fmt: skip
         try:
             seen = await drive({"url": url, "expectTotal": 15, "search": "Chicago"})

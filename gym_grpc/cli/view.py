@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -66,10 +67,8 @@ def _serve(feed: object, title: str, sources: list[str], args: argparse.Namespac
     def ready(url: str) -> None:
         print(f"serving the viewer on {url} (Ctrl-C stops)", flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(feed, title, sources, args.host, args.port, ready))  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

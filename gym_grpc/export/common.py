@@ -33,8 +33,16 @@ class Report:
         return out
 
 
+def order_key(row: JsonObject) -> tuple[str, int, str, int]:
+    agent = row.get("agent_ref")
+    name = agent.get("name", "") if isinstance(agent, dict) else ""
+    task = row.get("task_index")
+    return (name, task if isinstance(task, int) else 0, str(row.get("task_key", "")), row.get("rollout_index") or 0)
+
+
 def succeeded(rows: Iterable[JsonObject], report: Report) -> list[JsonObject]:
-    """The rows that succeeded with a numeric reward; the others go to the report (failed: by kind and reason)."""
+    """The rows that succeeded with a numeric reward, in (agent, task, rollout) order whatever the order of the files
+    (a collection writes them as they finish); the others go to the report (failed: by kind and reason)."""
     out = []
     for row in rows:
         label = failure_label(row)
@@ -45,7 +53,7 @@ def succeeded(rows: Iterable[JsonObject], report: Report) -> list[JsonObject]:
             report.skip("no reward")
         else:
             out.append(row)
-    return out
+    return sorted(out, key=order_key)
 
 
 def group_key(row: JsonObject) -> str:
@@ -65,6 +73,20 @@ def groups(rows: Iterable[JsonObject]) -> dict[str, list[JsonObject]]:
     for members in out.values():
         members.sort(key=lambda r: r.get("rollout_index", 0))
     return dict(out)
+
+
+def best_and_worst(members: list[JsonObject]) -> tuple[JsonObject, JsonObject]:
+    """The highest- and lowest-reward members; among equal rewards the best has the fewest tool errors, then both
+    are the first by rollout index."""
+
+    def errors(row: JsonObject) -> int:
+        stats = row.get("stats")
+        n = stats.get("tool_errors", 0) if isinstance(stats, dict) else 0
+        return n if isinstance(n, int) else 0
+
+    best = max(members, key=lambda r: (float(r["reward"]), -errors(r)))  # max and min keep the first of equals
+    worst = min(members, key=lambda r: float(r["reward"]))
+    return best, worst
 
 
 def advantages(members: list[JsonObject]) -> list[float]:
@@ -101,7 +123,9 @@ def chat_messages(items: Iterable[Any]) -> list[JsonObject]:
             else:
                 out.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
-            out.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": _output_text(item.get("output"))})
+            out.append(
+                {"role": "tool", "tool_call_id": item.get("call_id"), "content": _output_text(item.get("output"))}
+            )
         elif kind == "message" or (kind is None and "role" in item):
             role = item.get("role")
             role = "system" if role in SYSTEM_ROLES else role

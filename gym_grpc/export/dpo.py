@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gym_grpc.export.common import Report, chat_messages, groups, output_items, prompt_items, succeeded
+from gym_grpc.export.common import Report, best_and_worst, chat_messages, groups, output_items, prompt_items, succeeded
 from gym_grpc.viewer.rows import JsonObject
 
 
@@ -15,8 +15,7 @@ def dpo_records(rows: Iterable[JsonObject], report: Report, *, margin: float = 0
         if len(members) < 2:
             report.skip("group with one succeeded rollout")
             continue
-        best = max(members, key=lambda r: float(r["reward"]))  # the first of equals, by rollout index
-        worst = min(members, key=lambda r: float(r["reward"]))
+        best, worst = best_and_worst(members)
         if float(best["reward"]) - float(worst["reward"]) < margin:
             report.skip(f"group whose rewards differ by less than {margin:g}", len(members))
             continue

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gym_grpc.export.common import Report, chat_messages, chat_tools, groups, output_items, prompt_items, succeeded
+from gym_grpc.export.common import (
+    Report,
+    best_and_worst,
+    chat_messages,
+    chat_tools,
+    groups,
+    output_items,
+    prompt_items,
+    succeeded,
+)
 from gym_grpc.viewer.rows import JsonObject
 
 
@@ -23,7 +32,7 @@ def sft_records(
     if best_per_group:
         chosen = []
         for members in groups(good).values():
-            best = max(members, key=lambda r: float(r["reward"]))  # max keeps the first of equals
+            best = best_and_worst(members)[0]
             chosen.append(best)
             if len(members) > 1:
                 report.skip("not the best of its group", len(members) - 1)

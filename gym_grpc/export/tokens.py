@@ -20,14 +20,14 @@ COLUMNS = ("rollout_id", "group_id", "task_index", "rollout_index", "reward", "a
            "token_ids", "loss_mask", "logprobs", "min_policy_version", "max_policy_version")  # fmt: skip
 
 
-class Ambiguous(ValueError):
+class AmbiguousTokensError(ValueError):
     """The items' token data do not give one sequence."""
 
 
 def from_training_view(view: JsonObject) -> tuple[list[int], list[int], list[float | None]]:
     ids, mask, logprobs = view.get("token_ids"), view.get("loss_mask"), view.get("logprobs")
     if not isinstance(ids, list) or not isinstance(mask, list) or len(ids) != len(mask):
-        raise Ambiguous("training_view without token_ids and a loss_mask of the same length")
+        raise AmbiguousTokensError("training_view without token_ids and a loss_mask of the same length")
     lps = logprobs if isinstance(logprobs, list) and len(logprobs) == len(ids) else [None] * len(ids)
     return list(ids), [1 if m else 0 for m in mask], [None if not m else lp for m, lp in zip(mask, lps, strict=True)]
 
@@ -38,22 +38,24 @@ def from_items(items: list[Any]) -> tuple[list[int], list[int], list[float | Non
     logprobs: list[float | None] = []
     generated = [i for i in items if isinstance(i, dict) and isinstance(i.get("generation_token_ids"), list)]
     if not generated:
-        raise Ambiguous("no token data")
+        raise AmbiguousTokensError("no token data")
     for n, item in enumerate(generated):
         prompt = item.get("prompt_token_ids")
         if prompt:
             if prompt[: len(ids)] != ids:
-                raise Ambiguous(f"generated item {n}'s prompt does not extend the tokens before it (re-tokenized)")
+                raise AmbiguousTokensError(
+                    f"generated item {n}'s prompt does not extend the tokens before it (re-tokenized)"
+                )
             extra = prompt[len(ids) :]
             ids += extra
             mask += [0] * len(extra)
             logprobs += [None] * len(extra)
         elif n == 0:
-            raise Ambiguous("the first generated item has no prompt token ids")
+            raise AmbiguousTokensError("the first generated item has no prompt token ids")
         gen = item["generation_token_ids"]
         lps = item.get("generation_log_probs")
         if not isinstance(lps, list) or len(lps) != len(gen):
-            raise Ambiguous(f"generated item {n} has no log-probs aligned with its tokens")
+            raise AmbiguousTokensError(f"generated item {n} has no log-probs aligned with its tokens")
         ids += gen
         mask += [1] * len(gen)
         logprobs += lps
@@ -72,7 +74,7 @@ def token_records(rows: Iterable[JsonObject], report: Report) -> list[JsonObject
                 else:
                     ids, mask, logprobs = from_items(output_items(row))
                     source = "items"
-            except Ambiguous as exc:
+            except AmbiguousTokensError as exc:
                 report.skip(f"tokens: {exc}")
                 continue
             out.append(
@@ -96,8 +98,8 @@ def token_records(rows: Iterable[JsonObject], report: Report) -> list[JsonObject
 
 
 def write_parquet(path: Path, records: list[JsonObject]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     schema = pa.schema(
         [

@@ -49,8 +49,12 @@ def task_rows(n: int) -> list[dict[str, object]]:
     step = 7919  # a prime: spreads consecutive tasks over cities and templates
     chosen = [prompts[(i * step) % len(prompts)] for i in range(n)]
     return [
-        {"responses_create_params": {"input": [{"role": "developer", "content": SYSTEM}, {"role": "user", "content": p}],
-                                     "tools": [TOOL]}}  # fmt: skip
+        {
+            "responses_create_params": {
+                "input": [{"role": "developer", "content": SYSTEM}, {"role": "user", "content": p}],
+                "tools": [TOOL],
+            }
+        }
         for p in chosen
     ]
 

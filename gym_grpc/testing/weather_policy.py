@@ -145,7 +145,7 @@ class VariedWeatherModel:
             )
             prompt = []
         failed_call = bool(outputs) and "error" in str(outputs[-1].output).lower()
-        if not outputs and kind != "no_tool" or failed_call:
+        if (not outputs and kind != "no_tool") or failed_call:
             args = '{"city": "' + city + '"' if kind == "bad_json" and not failed_call else json.dumps({"city": city})
             ids, logps = tokens(args, key + str(step))
             items.append(

@@ -93,7 +93,7 @@ class StreamFeed:
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                     out.flush()
         except Exception as exc:  # the page keeps what came; the reason goes to the log
-            log.error("the CollectRollouts stream ended: %s", getattr(exc, "details", lambda: exc)())
+            log.error("the CollectRollouts stream ended: %s", exc)
         finally:
             self.done = True
             if out is not None:

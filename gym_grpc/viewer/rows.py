@@ -39,6 +39,8 @@ KNOWN_KEYS = frozenset(
     }
 )
 ANSWER_KEY = "extracted_answer"
+COLUMNS = ("task", "group", "agent", "rollout_index", "reward", "failure", "retries", "tool_errors", "seconds",
+           "answer", "items", "pv_min", "pv_max", "tokens")  # fmt: skip
 PROMPT_CHARS = 400
 
 
@@ -132,12 +134,18 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _obj(value: Any) -> JsonObject:
+    return value if isinstance(value, dict) else {}
+
+
 def _policy_versions(row: JsonObject) -> tuple[int | None, int | None]:
     lo, hi = row.get("min_policy_version"), row.get("max_policy_version")
     if isinstance(lo, int) and isinstance(hi, int):
         return lo, hi
     output = (row.get("response") or {}).get("output") if isinstance(row.get("response"), dict) else None
-    seen = [i["policy_version"] for i in output or [] if isinstance(i, dict) and isinstance(i.get("policy_version"), int)]
+    seen = [
+        i["policy_version"] for i in output or [] if isinstance(i, dict) and isinstance(i.get("policy_version"), int)
+    ]
     return (min(seen), max(seen)) if seen else (None, None)
 
 
@@ -168,15 +176,7 @@ class _Table:
 class Summary:
     """The per-rollout columns and their shared tables; `add` appends one row (so a growing file is followed)."""
 
-    columns: dict[str, list[Any]] = field(
-        default_factory=lambda: {
-            k: []
-            for k in (
-                "task", "group", "agent", "rollout_index", "reward", "failure", "retries", "tool_errors",
-                "seconds", "answer", "items", "pv_min", "pv_max", "tokens",
-            )
-        }  # fmt: skip
-    )
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in COLUMNS})
     tasks: _Table = field(default_factory=_Table)
     groups: _Table = field(default_factory=_Table)
     agents: _Table = field(default_factory=_Table)
@@ -208,10 +208,10 @@ class Summary:
         reward = _num(row.get("reward")) if label is None else None
         c["reward"].append(reward)
         c["failure"].append(-1 if label is None else self.failures.index(label))
-        stats = row.get("stats") if isinstance(row.get("stats"), dict) else {}
+        stats = _obj(row.get("stats"))
         c["retries"].append(max(_int(row.get("attempts"), 1) - 1, _int(stats.get("model_retries"))))
         c["tool_errors"].append(_int(stats.get("tool_errors")))
-        timing = row.get("timing") if isinstance(row.get("timing"), dict) else {}
+        timing = _obj(row.get("timing"))
         seconds = _num(timing.get("total_seconds"))
         c["seconds"].append(None if seconds is None else round(seconds, 4))
         answer = verifier_fields(row).get(ANSWER_KEY)
