@@ -21,7 +21,7 @@ from viewer_support import check_overview, drive, need_browser, rows_of, user_pr
 from gym_grpc.cli.demo import free_port, wait_healthy
 from gym_grpc.testing.model_server import ModelServer
 from gym_grpc.testing.rollout_files import PolicyServer, collect_file
-from gym_grpc.viewer.rows import failures_path
+from gym_grpc.viewer.rows import failures_path, read_in_completion_order
 
 CLI = [sys.executable, "-m", "gym_grpc.cli.main"]
 
@@ -50,12 +50,14 @@ async def test_page_of_a_collection_with_groups(collected: Path, tmp_path: Path)
     need_browser()
     page = tmp_path / "page.html"
     said = await view(str(collected), "--output", str(page))
-    rows = rows_of(collected, failures_path(collected))
+    rows = list(read_in_completion_order([collected, failures_path(collected)]))  # the page's order
     assert f"{len(rows)} rollouts" in said
     html = page.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing to fetch: it works offline
     screens = os.environ.get("GYM_GRPC_VIEWER_SCREENS")  # docs/viewer.md's screenshots: set to docs/viewer
-    rich = next(i for i, r in enumerate(rows) if any(o["type"] == "reasoning" for o in r["response"]["output"]))
+    rich = next(
+        i for i, r in enumerate(rows) if any(o["type"] == "reasoning" for o in r.get("response", {}).get("output", []))
+    )
     seen = await drive({"url": page.as_uri(), "search": "Boston", "rollout": rich, "screens": screens})
 
     check_overview(seen, rows)
@@ -135,7 +137,7 @@ async def test_page_of_the_tutorials_weather_rollouts(tmp_path: Path) -> None:
         await serve.wait()
         await model.stop()
     await view(str(output))
-    rows = rows_of(output)
+    rows = list(read_in_completion_order([output, failures_path(output)]))
     seen = await drive({"url": output.with_suffix(".html").as_uri(), "search": "umbrella"})
     check_overview(seen, rows)
     assert "stat-pass-k" not in seen["overview"]  # one rollout per task: no pass@k

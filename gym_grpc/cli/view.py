@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run_view(args: argparse.Namespace) -> int:
-    from gym_grpc.viewer.rows import read_rows, with_failures
+    from gym_grpc.viewer.rows import read_in_completion_order, with_failures
 
     if args.server:
         if not (args.serve and args.agent and args.input):
@@ -51,7 +51,7 @@ def run_view(args: argparse.Namespace) -> int:
 
     paths = with_failures(args.rollouts)
     t = time.perf_counter()
-    html, figures = build_page(read_rows(paths), title, [str(p) for p in paths])
+    html, figures = build_page(read_in_completion_order(paths), title, [str(p) for p in paths])
     output = args.output or args.rollouts[0].with_suffix(".html")
     output.write_text(html, encoding="utf-8")
     print(

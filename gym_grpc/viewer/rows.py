@@ -8,9 +8,11 @@ when a rollout is opened. Every key past the basic ones is optional: `task_key`,
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,25 @@ def read_rows(paths: Iterable[Path]) -> Iterator[JsonObject]:
                 row = parse_line(line)
                 if row is not None:
                     yield row
+
+
+def finished_at(row: JsonObject) -> float:
+    """When the rollout finished (`timing.started_at` + `total_seconds`, as a POSIX time); 0 without timing."""
+    timing = row.get("timing")
+    if not isinstance(timing, dict) or not isinstance(timing.get("started_at"), str):
+        return 0.0
+    try:
+        started = datetime.fromisoformat(timing["started_at"].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+    seconds = timing.get("total_seconds")
+    return started + (float(seconds) if isinstance(seconds, int | float) else 0.0)
+
+
+def read_in_completion_order(paths: list[Path]) -> Iterator[JsonObject]:
+    """The rows of several files merged by completion time (`collect` appends successes and failures to two files,
+    each in the order they finished); streamed, never all in memory."""
+    return heapq.merge(*(read_rows([p]) for p in paths), key=finished_at)
 
 
 def parse_line(line: str) -> JsonObject | None:

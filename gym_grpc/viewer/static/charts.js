@@ -9,8 +9,12 @@ function s(tag, attrs, ...children) {
   return node;
 }
 
+function compact(n) {
+  return n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : n >= 1e4 ? Math.round(n / 1e3) + "k" : n.toLocaleString("en-US");
+}
+
 function histogram(values, opts = {}) {
-  const W = 560, H = 190, L = 34, B = 22, T = 10;
+  const W = 560, H = 190, L = 44, B = 22, T = 10;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", "data-testid": "histogram" });
   if (!values.length) return svg;
   let lo = Infinity, hi = -Infinity;
@@ -35,7 +39,7 @@ function histogram(values, opts = {}) {
   for (let g = 0; g <= 4; g++) {
     const y = T + ((H - T - B) * g) / 4;
     svg.append(s("line", { x1: L, x2: W, y1: y, y2: y, class: "grid" }));
-    svg.append(s("text", { x: L - 4, y: y + 3, "text-anchor": "end", class: "axis" }, fmt.n(Math.round(max * (1 - g / 4)))));
+    svg.append(s("text", { x: L - 4, y: y + 3, "text-anchor": "end", class: "axis" }, compact(Math.round(max * (1 - g / 4)))));
   }
   counts.forEach((c, i) => {
     const h = ((H - T - B) * c) / (max || 1);
@@ -51,7 +55,7 @@ function histogram(values, opts = {}) {
 
 function overTime(st) {
   // Mean reward per bucket of rollouts in completion order, with the share of failures as bars under it.
-  const W = 560, H = 190, L = 34, B = 22, T = 10;
+  const W = 560, H = 190, L = 44, B = 22, T = 10;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", "data-testid": "over-time" });
   const n = st.n;
   if (!n) return svg;

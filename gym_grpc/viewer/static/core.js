@@ -133,7 +133,7 @@ function aggregate(st) {
   const byKind = new Map();
   let retried = 0, toolErrors = 0, failed = 0;
   const perAgent = st.agents.map((name) => ({ name, n: 0, failed: 0, rewards: [], byTask: new Map(), answers: new Map() }));
-  const tasks = st.tasks.map((t, i) => ({ i, key: t.key, prompt: t.prompt, n: 0, failed: 0, toolErr: 0, rewards: [],
+  const tasks = st.tasks.map((t, i) => ({ i, index: t.index, key: t.key, prompt: t.prompt, n: 0, failed: 0, toolErr: 0, rewards: [],
     groups: new Map() }));
   for (let i = 0; i < st.n; i++) {
     const a = perAgent[c.agent[i]];

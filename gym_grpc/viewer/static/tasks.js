@@ -29,7 +29,7 @@ function filteredTasks(st) {
       if (k === "key" && !Number.isNaN(nx) && !Number.isNaN(ny)) return d * (nx - ny);
       return d * String(x[k]).localeCompare(String(y[k]));
     }
-    return d * (num(x[k]) - num(y[k])) || x.i - y.i;
+    return d * (num(x[k]) - num(y[k])) || x.index - y.index || x.i - y.i;
   });
   return rows;
 }
