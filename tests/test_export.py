@@ -51,7 +51,10 @@ async def test_sft_keeps_rewarded_rollouts_as_chat_records(collected: Path, tmp_
     ]
     first = lines(out)[0]
     assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
-    assert first["messages"][2]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Seattle"}'}
+    assert first["messages"][2]["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": '{"city": "Seattle"}',
+    }
     assert first["tools"][0]["function"]["name"] == "get_weather"
 
 
@@ -134,8 +137,18 @@ def test_tokens_from_items_refuse_a_retokenized_prompt() -> None:
     from gym_grpc.export.tokens import AmbiguousTokensError
 
     items = [
-        {"type": "function_call", "prompt_token_ids": [1, 2], "generation_token_ids": [3], "generation_log_probs": [0.0]},
-        {"type": "message", "prompt_token_ids": [1, 9, 3, 4], "generation_token_ids": [5], "generation_log_probs": [0.0]},
+        {
+            "type": "function_call",
+            "prompt_token_ids": [1, 2],
+            "generation_token_ids": [3],
+            "generation_log_probs": [0.0],
+        },
+        {
+            "type": "message",
+            "prompt_token_ids": [1, 9, 3, 4],
+            "generation_token_ids": [5],
+            "generation_log_probs": [0.0],
+        },
     ]
     with pytest.raises(AmbiguousTokensError, match="does not extend"):
         from_items(items)

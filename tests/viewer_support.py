@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +60,30 @@ def rows_of(*paths: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def expected_overview(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The overview's numbers, computed here from the rows (the page computes them in JavaScript)."""
-    ok = [r for r in rows if "failure" not in r]
-    rewards = [float(r["reward"]) for r in ok]
+def expected_overview(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The overview's numbers, computed here from the rows in one pass (the page computes them in JavaScript)."""
+    total = 0
+    rewards: list[float] = []
+    kinds: Counter[str] = Counter()
+    retried = tool_errors = 0
+    for r in rows:
+        total += 1
+        if "failure" in r:
+            kinds[r["failure"].get("kind", "unknown")] += 1
+        else:
+            rewards.append(float(r["reward"]))
+        stats = r.get("stats", {})
+        retried += r.get("attempts", 1) > 1 or stats.get("model_retries", 0) > 0
+        tool_errors += stats.get("tool_errors", 0) > 0
     mean = math.fsum(rewards) / len(rewards)
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in rewards) / len(rewards))
-    kinds = Counter(r["failure"].get("kind", "unknown") for r in rows if "failure" in r)
     return {
-        "total": len(rows),
-        "succeeded": len(ok),
-        "failed": len(rows) - len(ok),
+        "total": total,
+        "succeeded": len(rewards),
+        "failed": total - len(rewards),
         "kinds": dict(kinds),
-        "retried": sum(1 for r in rows if r.get("attempts", 1) > 1 or r.get("stats", {}).get("model_retries", 0) > 0),
-        "tool_errors": sum(1 for r in rows if r.get("stats", {}).get("tool_errors", 0) > 0),
+        "retried": retried,
+        "tool_errors": tool_errors,
         "mean": mean,
         "std": std,
     }
@@ -82,7 +93,7 @@ def user_prompt(row: dict[str, Any]) -> str:
     return [i for i in row["responses_create_params"]["input"] if i.get("role") == "user"][-1]["content"]
 
 
-def check_overview(seen: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+def check_overview(seen: dict[str, Any], rows: Iterable[dict[str, Any]]) -> None:
     want = expected_overview(rows)
     got = seen["overview"]
     assert int(got["stat-total"]) == want["total"]

@@ -125,6 +125,22 @@ def collect_file(output: Path, tasks: int | Path, num_repeats: int = 1, concurre
     return output
 
 
+CACHE = Path.home() / ".cache" / "gym-grpc" / "viewer"
+BIG_TASKS, BIG_REPEATS = 25_000, 4
+BIG_VERSION = 1  # bump when weather_policy or the task generator changes: the cached file is then made again
+
+
+def big_file() -> Path:
+    """The 100,000-rollout collection (25,000 generated weather questions x 4 repeats), made once and cached in
+    ~/.cache/gym-grpc/viewer (about 6 minutes on 2 busy cores); remade when incomplete."""
+    output = CACHE / f"rollouts-100k-v{BIG_VERSION}.jsonl"
+    done = output.with_name(output.name + ".done")
+    if not done.exists():
+        collect_file(output, BIG_TASKS, BIG_REPEATS, 256)
+        done.write_text("ok\n")
+    return output
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path)

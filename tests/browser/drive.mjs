@@ -105,8 +105,10 @@ try {
   await shot("tasks");
   if (opts.search) await filter("search", opts.search);
 
+  let t1 = Date.now();
   await page.click(".trow");
   await ready("group/");
+  out.timings.open_group_ms = Date.now() - t1;
   out.group = {
     hash: await page.evaluate(() => location.hash),
     task: await page.$eval(".crumbs", (n) => n.textContent),
@@ -119,8 +121,10 @@ try {
   };
   await shot("group");
 
+  t1 = Date.now();
   await page.click(".member");
   await ready("rollout/");
+  out.timings.open_rollout_ms = Date.now() - t1;
   const readRollout = async () => ({
     hash: await page.evaluate(() => location.hash),
     items: await page.$$eval(".out-item", (n) => n.length),
