@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gym_grpc.testing.rollout_files import big_file  # noqa: E402
+from gym_grpc.viewer.rows import failures_path  # noqa: E402
 
 
 def build(source: Path, page: Path) -> dict[str, float]:
@@ -64,7 +65,7 @@ def main() -> None:
         result: dict[str, object] = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "jsonl_mb": round(sum(p.stat().st_size for p in source.parent.glob(source.stem + "*.jsonl")) / 1e6, 1),
+            "jsonl_mb": round(sum(p.stat().st_size for p in (source, failures_path(source))) / 1e6, 1),
             **build(source, page),
             "html_mb": round(page.stat().st_size / 1e6, 1),
         }

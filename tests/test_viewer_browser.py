@@ -198,3 +198,20 @@ async def test_serve_shows_a_live_collect_rollouts_stream(tmp_path: Path) -> Non
     assert len(rows) == 15
     check_overview(seen, rows)
     assert seen["tasks"]["search"] == 1 and len(seen["group"]["members"]) == 3
+
+
+async def test_token_view_of_a_training_view_with_policy_versions(tmp_path: Path) -> None:
+    """A row with the server's `training_view` (segments with policy versions): the token view shows its segments,
+    the generated tokens coloured, the others greyed."""
+    need_browser()
+    source = DATA / "export" / "training_view.jsonl"
+    page = tmp_path / "tv.html"
+    await view(str(source), "-o", str(page))
+    seen = await drive({"url": page.as_uri(), "rollout": 0})
+    row = rows_of(source)[0]
+    assert seen["chosen_tokens"] == {
+        "tokens": sum(row["training_view"]["loss_mask"]),
+        "items": 0,
+        "segments": len(row["training_view"]["segments"]),
+    }
+    check_overview(seen, rows_of(source))

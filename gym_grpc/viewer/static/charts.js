@@ -59,7 +59,7 @@ function overTime(st) {
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", "data-testid": "over-time" });
   const n = st.n;
   if (!n) return svg;
-  const buckets = Math.min(200, n);
+  const buckets = Math.max(1, Math.min(100, Math.floor(n / 20)));
   const sum = new Float64Array(buckets), cnt = new Uint32Array(buckets), fail = new Uint32Array(buckets), all = new Uint32Array(buckets);
   let lo = Infinity, hi = -Infinity;
   for (let i = 0; i < n; i++) {

@@ -36,7 +36,7 @@ async function viewGroup(app, st, src, g) {
         h("span", { class: "muted" }, `#${st.c.rollout_index[i]}`),
         failed ? h("span", { class: "chip bad" }, st.failures[st.c.failure[i]])
           : h("span", { class: "rw " + (rewards[j] >= 1 ? "r-good" : "r-bad"), "data-testid": "member-reward" }, fmt.r(rewards[j]))),
-      h("div", { class: "adv", "data-testid": "member-advantage", "data-value": a ?? "" },
+      h("div", { class: "adv " + (a > 0 ? "r-good" : a < 0 ? "r-bad" : "muted"), "data-testid": "member-advantage", "data-value": a ?? "" },
         a === null ? "no advantage (failed)" : `advantage ${a >= 0 ? "+" : ""}${a.toFixed(3)}`),
       h("div", { class: "answer" }, failed ? (row.failure && row.failure.message) || "failed" : finalText(row) || h("span", { class: "muted" }, "(no final message)")),
       h("div", { class: "steps" }, labels[j].map((l, s) => h("div", { class: s === diverged ? "div" : "", title: l }, `${s + 1}. ${l}`))),
@@ -90,7 +90,8 @@ function itemNode(it) {
 
 function kv(obj) {
   return h("div", { class: "kv" }, Object.entries(obj).flatMap(([k, v]) =>
-    [h("div", { class: "k" }, k), h("div", { class: "v" }, typeof v === "string" ? v : JSON.stringify(v))]));
+    [h("div", { class: "k" }, k), h("div", { class: "v" },
+      typeof v === "string" ? v : Array.isArray(v) && v.every((x) => typeof x === "string") ? v.join("\n") : JSON.stringify(v))]));
 }
 
 const KNOWN = new Set(["responses_create_params", "response", "reward", "metrics", "rollout_id", "task_index",
@@ -129,7 +130,7 @@ async function viewRollout(app, st, src, i, tab) {
         hasTokens ? "Tokens" : "Tokens (none)")));
   const aside = h("aside", {},
     h("div", { class: "panel" }, h("h2", { style: "margin-top:0" }, "Verifier"), kv(verifierFields(row))),
-    h("div", { class: "panel" }, h("h2", { style: "margin-top:0" }, "Timing"), kv(Object.fromEntries(Object.entries(row.timing || {})
+    !row.timing ? null : h("div", { class: "panel" }, h("h2", { style: "margin-top:0" }, "Timing"), kv(Object.fromEntries(Object.entries(row.timing || {})
       .map(([k, v]) => [k, typeof v === "number" ? fmt.s(v) : v])))),
     h("div", { class: "panel" }, h("h2", { style: "margin-top:0" }, "Stats"), kv({ attempts: row.attempts ?? 1,
       ...Object.fromEntries(Object.entries(stats).filter(([, v]) => !Array.isArray(v) || v.length)) })));
