@@ -124,31 +124,22 @@ async def test_tokens_prefer_the_training_view_and_skip_rows_without_tokens(tmp_
     out = tmp_path / "tv.jsonl"
     said = await export("tokens", str(EXPECTED / "training_view.jsonl"), "-o", str(out))
     assert lines(out) == lines(EXPECTED / "training_view_tokens.jsonl")
-    assert said.splitlines()[1:] == ["skipped 1 rollouts:", "  1 tokens: no token data"]
+    assert said.splitlines()[1:] == ["skipped 1 rollouts:", "  1 tokens: no token data on the generated items"]
     row = lines(EXPECTED / "training_view.jsonl")[0]
-    assert from_items(row["response"]["output"]) == (  # the items give the same sequence as the server's view
-        row["training_view"]["token_ids"],
-        row["training_view"]["loss_mask"],
-        row["training_view"]["logprobs"],
-    )
+    view = row["training_view"]
+    masked = [lp if m else None for m, lp in zip(view["loss_mask"], view["logprobs"], strict=True)]
+    # the items give the same sequence as the server's view
+    assert from_items(row["response"]["output"]) == (view["token_ids"], view["loss_mask"], masked)
 
 
 def test_tokens_from_items_refuse_a_retokenized_prompt() -> None:
     from gym_grpc.export.tokens import AmbiguousTokensError
 
+    call = {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}
     items = [
-        {
-            "type": "function_call",
-            "prompt_token_ids": [1, 2],
-            "generation_token_ids": [3],
-            "generation_log_probs": [0.0],
-        },
-        {
-            "type": "message",
-            "prompt_token_ids": [1, 9, 3, 4],
-            "generation_token_ids": [5],
-            "generation_log_probs": [0.0],
-        },
-    ]
-    with pytest.raises(AmbiguousTokensError, match="does not extend"):
+        {**call, "prompt_token_ids": [1, 2], "generation_token_ids": [3], "generation_log_probs": [0.0]},
+        {"type": "message", "role": "assistant", "content": "x", "prompt_token_ids": [1, 9, 3, 4],
+         "generation_token_ids": [5], "generation_log_probs": [0.0]},
+    ]  # fmt: skip
+    with pytest.raises(AmbiguousTokensError, match=r"turn 1's prompt does not begin .* \(position 1\)"):
         from_items(items)

@@ -1,10 +1,11 @@
 """Token records for RL trainers that bring their own loss: per rollout the full token sequence, the loss mask (1 on
 the tokens the policy generated), the log-probs (null where not generated) and the reward and GRPO advantage.
 
-The sequence comes from the row's `training_view` when it has one (the server built it). Otherwise it is built from
-the generated items' token data, and only when that is unambiguous: the first generated item has its prompt token
-ids, and the prompt of every later model call starts with everything so far (an item without prompt ids continues
-the previous item's call). A rollout whose prompts were re-tokenized differently is skipped, with the reason.
+The sequence is the row's `training_view` when it has one (the server built it: `collect` asked for the TRAINING
+view). Otherwise it is built from the generated items' token data by the same code the server uses
+(`gym_grpc.protocol.training.build`), which only accepts an unambiguous sequence: every generated item has its
+prompt token ids, and each prompt begins with everything before it. A rollout whose view is unavailable or breaks
+that prefix property is skipped, with the reason ("exclude, never splice").
 """
 
 from __future__ import annotations
@@ -16,50 +17,45 @@ from typing import Any
 from gym_grpc.export.common import Report, advantages, groups, output_items, succeeded
 from gym_grpc.viewer.rows import JsonObject
 
-COLUMNS = ("rollout_id", "group_id", "task_index", "rollout_index", "reward", "advantage", "source",
-           "token_ids", "loss_mask", "logprobs", "min_policy_version", "max_policy_version")  # fmt: skip
+Sequence = tuple[list[int], list[int], list[float | None]]
 
 
 class AmbiguousTokensError(ValueError):
-    """The items' token data do not give one sequence."""
+    """The rollout's token data do not give one sequence."""
 
 
-def from_training_view(view: JsonObject) -> tuple[list[int], list[int], list[float | None]]:
+def _checked(view: JsonObject) -> Sequence:
+    violation = view.get("prefix_violation")
+    if isinstance(violation, dict):
+        raise AmbiguousTokensError(
+            f"turn {violation.get('turn')}'s prompt does not begin with the tokens before it "
+            f"(position {violation.get('position')})"
+        )
+    if view.get("unavailable_reason"):
+        raise AmbiguousTokensError(str(view["unavailable_reason"]))
     ids, mask, logprobs = view.get("token_ids"), view.get("loss_mask"), view.get("logprobs")
-    if not isinstance(ids, list) or not isinstance(mask, list) or len(ids) != len(mask):
-        raise AmbiguousTokensError("training_view without token_ids and a loss_mask of the same length")
+    if not isinstance(ids, list) or not ids or not isinstance(mask, list) or len(ids) != len(mask):
+        raise AmbiguousTokensError("training view without token_ids and a loss_mask of the same length")
     lps = logprobs if isinstance(logprobs, list) and len(logprobs) == len(ids) else [None] * len(ids)
-    return list(ids), [1 if m else 0 for m in mask], [None if not m else lp for m, lp in zip(mask, lps, strict=True)]
+    return list(ids), [1 if m else 0 for m in mask], [lp if m else None for m, lp in zip(mask, lps, strict=True)]
 
 
-def from_items(items: list[Any]) -> tuple[list[int], list[int], list[float | None]]:
-    ids: list[int] = []
-    mask: list[int] = []
-    logprobs: list[float | None] = []
-    generated = [i for i in items if isinstance(i, dict) and isinstance(i.get("generation_token_ids"), list)]
-    if not generated:
-        raise AmbiguousTokensError("no token data")
-    for n, item in enumerate(generated):
-        prompt = item.get("prompt_token_ids")
-        if prompt:
-            if prompt[: len(ids)] != ids:
-                raise AmbiguousTokensError(
-                    f"generated item {n}'s prompt does not extend the tokens before it (re-tokenized)"
-                )
-            extra = prompt[len(ids) :]
-            ids += extra
-            mask += [0] * len(extra)
-            logprobs += [None] * len(extra)
-        elif n == 0:
-            raise AmbiguousTokensError("the first generated item has no prompt token ids")
-        gen = item["generation_token_ids"]
-        lps = item.get("generation_log_probs")
-        if not isinstance(lps, list) or len(lps) != len(gen):
-            raise AmbiguousTokensError(f"generated item {n} has no log-probs aligned with its tokens")
-        ids += gen
-        mask += [1] * len(gen)
-        logprobs += lps
-    return ids, mask, logprobs
+def from_training_view(view: JsonObject) -> Sequence:
+    return _checked(view)
+
+
+def from_items(items: list[Any]) -> Sequence:
+    """The sequence of the output items' token data, built as the server builds its training view."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from gym_grpc.protocol.training import build
+    from gym_grpc.protocol.types import Item
+
+    try:
+        parsed = TypeAdapter(list[Item]).validate_python(items)
+    except ValidationError as exc:
+        raise AmbiguousTokensError(f"output items do not parse: {exc.errors()[0]['msg']}") from None
+    return _checked(build(parsed).model_dump(mode="json", exclude_none=True))
 
 
 def token_records(rows: Iterable[JsonObject], report: Report) -> list[JsonObject]:

@@ -127,7 +127,7 @@ def collect_file(output: Path, tasks: int | Path, num_repeats: int = 1, concurre
 
 CACHE = Path.home() / ".cache" / "gym-grpc" / "viewer"
 BIG_TASKS, BIG_REPEATS = 25_000, 4
-BIG_VERSION = 1  # bump when weather_policy or the task generator changes: the cached file is then made again
+BIG_VERSION = 2  # bump when weather_policy or the task generator changes: the cached file is then made again
 
 
 def big_file() -> Path:

@@ -143,7 +143,7 @@ class VariedWeatherModel:
                     generation_log_probs=logps,
                 )
             )
-            prompt = []
+            prompt = prompt + ids  # the same call goes on: its next item's prompt is all before it
         failed_call = bool(outputs) and "error" in str(outputs[-1].output).lower()
         if (not outputs and kind != "no_tool") or failed_call:
             args = '{"city": "' + city + '"' if kind == "bad_json" and not failed_call else json.dumps({"city": city})

@@ -171,7 +171,8 @@ def _policy_versions(row: JsonObject) -> tuple[int | None, int | None]:
 
 
 def _has_tokens(row: JsonObject) -> bool:
-    if isinstance(row.get("training_view"), dict):
+    view = row.get("training_view")
+    if isinstance(view, dict) and view.get("token_ids"):
         return True
     output = (row.get("response") or {}).get("output") if isinstance(row.get("response"), dict) else None
     return any(isinstance(i, dict) and i.get("generation_token_ids") for i in output or [])

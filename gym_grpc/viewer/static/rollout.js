@@ -163,7 +163,13 @@ function tokenView(row) {
     h("span", { class: "tok low", style: "background:" + tokColor(-4) }, "p<0.1"), h("span", { class: "tok mask0" }, "not trained (mask 0)"));
   const out = [legend];
   const tv = row.training_view;
-  if (tv && Array.isArray(tv.token_ids)) {
+  if (tv && (tv.prefix_violation || tv.unavailable_reason)) {
+    const v = tv.prefix_violation;
+    out.push(h("div", { class: "failure", "data-testid": "no-training-view" }, h("b", {}, "no training view: "),
+      v ? `turn ${v.turn}'s prompt does not begin with the tokens before it (position ${v.position}: expected ${v.expected_token}, got ${v.actual_token}); trainers leave this rollout out`
+        : tv.unavailable_reason));
+  }
+  if (tv && Array.isArray(tv.token_ids) && tv.token_ids.length) {
     const maxV = Math.max(-Infinity, ...(tv.segments || []).map((sg) => sg.policy_version ?? -Infinity));
     out.push(h("h2", {}, `training view: ${tv.token_ids.length} tokens`,
       h("span", { class: "hint" }, "the sequence a trainer sees, by segment")));
