@@ -70,3 +70,14 @@ def test_file_feed_follows_complete_lines_only(tmp_path: Path) -> None:
     assert feed.poll() == 2
     assert len(feed.summary) == 3 and feed.summary.columns["failure"] == [-1, -1, 0]
     assert "prompt_token_ids" not in feed.rows[0]["response"]["output"][0]
+
+
+def test_page_data_cannot_close_its_script_block() -> None:
+    from gym_grpc.viewer.page import build_page
+
+    hostile = "</script><script>alert(1)</script> /*SCRIPT*/ <!--DATA-->"
+    row = {**TV_ROWS[0], "responses_create_params": {"input": [{"role": "user", "content": hostile}]}}
+    html, figures = build_page([row], "</title>", ["x.jsonl"])
+    assert figures["rollouts"] == 1
+    assert html.count("</script>") == html.count("<script") == 4  # meta, summary, chunks, the viewer's code
+    assert "\\u003c/script>\\u003cscript>alert(1)" in html and "</title>" not in html.split("<title>")[1][:20]

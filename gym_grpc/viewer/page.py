@@ -26,8 +26,13 @@ def asset(name: str) -> str:
 
 
 def _script_safe(text: str) -> str:
-    """Text that cannot end its <script> block early."""
+    """Code that cannot end its <script> block early."""
     return text.replace("</", "<\\/")
+
+
+def _json_safe(value: object, **options: Any) -> str:
+    """JSON with no "<" at all (only in strings, as \\u003c): no "</script>", no "<!--" in a script block."""
+    return json.dumps(value, **options).replace("<", "\\u003c")
 
 
 def gzip_b64(data: bytes) -> str:
@@ -42,18 +47,18 @@ def encode_chunk(rows: list[JsonObject]) -> str:
 def render(meta: JsonObject, summary: JsonObject, chunks: Iterable[str]) -> str:
     """The page: the template with `meta` (title, mode, ...), the summary and the encoded chunks filled in."""
     data = (
-        f'<script type="text/plain" id="gg-meta">{_script_safe(json.dumps(meta))}</script>\n'
-        f'<script type="text/plain" id="gg-summary">{_script_safe(json.dumps(summary, separators=(",", ":")))}'
+        f'<script type="text/plain" id="gg-meta">{_json_safe(meta)}</script>\n'
+        f'<script type="text/plain" id="gg-summary">{_json_safe(summary, separators=(",", ":"))}'
         "</script>\n"
         f'<script type="text/plain" id="gg-chunks">{chr(10).join(chunks)}</script>\n'
     )
-    page = asset("viewer.html")
-    return (
-        page.replace("/*STYLE*/", asset("viewer.css"))
-        .replace("<!--DATA-->", data)
+    page = (
+        asset("viewer.html")
+        .replace("/*STYLE*/", asset("viewer.css"))
         .replace("/*SCRIPT*/", _script_safe("\n".join(asset(name) for name in SCRIPTS)))
         .replace("<!--TITLE-->", _escape(str(meta.get("title", "rollouts"))))
     )
+    return page.replace("<!--DATA-->", data, 1)  # last: the data may hold any text
 
 
 def _escape(text: str) -> str:
