@@ -196,8 +196,15 @@ async def test_serve_shows_a_live_collect_rollouts_stream(tmp_path: Path) -> Non
             await viewer.wait()
     rows = rows_of(saved)
     assert len(rows) == 15
+    views = [r["training_view"] for r in rows if "failure" not in r]
+    assert views and all(v["token_ids"] and not v["unavailable_reason"] for v in views)  # the viewer asks for them
     check_overview(seen, rows)
     assert seen["tasks"]["search"] == 1 and len(seen["group"]["members"]) == 3
+    opened = rows[seen["group"]["members"][0]["rollout"]]
+    if "failure" not in opened:
+        segments = opened["training_view"]["segments"]
+        assert seen["tokens"]["segments"] == len(segments)
+        assert seen["tokens"]["tokens"] == sum(opened["training_view"]["loss_mask"])
 
 
 async def test_token_view_of_a_training_view_with_policy_versions(tmp_path: Path) -> None:

@@ -82,7 +82,11 @@ def _serve_stream(args: argparse.Namespace) -> int:
 
     tasks = [task_from_json(row, f"{args.input}") for row in read_rows([args.input])]
     request = CollectionRequest(
-        agent=args.agent, tasks=tasks, num_repeats=args.num_repeats, max_in_flight=args.concurrency
+        agent=args.agent,
+        tasks=tasks,
+        num_repeats=args.num_repeats,
+        max_in_flight=args.concurrency,
+        with_training=True,  # the token view then shows the server's training view (segments, policy versions)
     )
 
     async def stream():  # type: ignore[no-untyped-def]
