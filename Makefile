@@ -11,7 +11,7 @@ LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 
 .PHONY: demo test lint typecheck buf-lint check-protos protos pytest local-model floor clean \
-	clients-deps clients-gen clients-check-gen clients-build clients-test
+	clients-deps clients-gen clients-check-gen clients-build clients-test browser-deps
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +121,19 @@ test: $(VENV)/.stamp $(GEN_VENV)/.stamp
 	$(MAKE) local-model
 	$(MAKE) pytest
 	$(MAKE) floor
+
+# --- The viewer's browser tests (tests/test_viewer_*.py): Debian's chromium, installed with apt-get only when it is
+# missing, and playwright-core from tests/browser/package-lock.json (it drives /usr/bin/chromium; no browser download).
+BROWSER_DIR := tests/browser
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(BROWSER_DIR)/node_modules/.stamp: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund --silent
+	touch $@
+
+browser-deps: $(BROWSER_DIR)/node_modules/.stamp
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 demo: $(VENV)/.local-model
 	$(VENV)/bin/gym-grpc demo

@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--token-env", default="GYM_GRPC_TOKEN", help="env var holding a bearer token")
     listing.add_argument("--tls-ca", type=Path, help="CA bundle to trust (turns TLS on)")
     listing.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+
+    # --- view and export (gym_grpc/cli/view.py, gym_grpc/cli/export.py: they import only what they use) ---
+    from gym_grpc.cli import export, view
+
+    view.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 
@@ -118,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             return run_new_env(args.name, args.dir, args.package, args.force)
         elif args.command == "list":
             return _list(args)
+        elif args.command == "view":
+            from gym_grpc.cli.view import run_view
+
+            return run_view(args)
+        elif args.command == "export":
+            from gym_grpc.cli.export import run_export
+
+            return run_export(args)
     except GymError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

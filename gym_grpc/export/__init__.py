@@ -1,0 +1,1 @@
+"""Rollouts -> training data: `gym-grpc export sft|dpo|tokens` (see docs/viewer.md)."""

@@ -1,0 +1,1 @@
+"""The rollout viewer: `gym-grpc view` (a self-contained HTML page, or served live)."""
