@@ -91,6 +91,7 @@ clients-check-gen: $(VENV)/.stamp clients-deps
 
 clients-build: clients-deps
 	cd $(GO_CLIENT) && go build -o .bin/collect ./cmd/collect
+	cd $(GO_CLIENT) && go build -o .bin/stream ./cmd/stream
 	cd $(TS_CLIENT) && npm run --silent build
 
 clients-test: clients-deps

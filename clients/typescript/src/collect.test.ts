@@ -41,6 +41,9 @@ const fake: RolloutServiceServer = {
     );
     call.end();
   },
+  streamRollouts(call) {
+    call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "this fake serves CollectRollouts only" });
+  },
 };
 
 const server = new grpc.Server();

@@ -11,9 +11,10 @@ import * as grpc from "@grpc/grpc-js";
 import { CollectRolloutsRequest, RolloutServiceClient } from "./gen/gym/v1/rollout";
 import { consume, errorLine, type Options, parseFlags, readTasks, UsageError } from "./trainer";
 
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024; // the server's default max_message_bytes: a FULL rollout carries token data
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024; // the server's default max_message_bytes: a FULL rollout carries token data
 
-function credentials(o: Options): grpc.ChannelCredentials {
+/** Plaintext, or TLS when a CA or a client certificate is given (mutual TLS with the certificate). */
+export function credentials(o: Pick<Options, "tlsCa" | "tlsCert" | "tlsKey">): grpc.ChannelCredentials {
   if (!o.tlsCa && !o.tlsCert) return grpc.credentials.createInsecure();
   return grpc.credentials.createSsl(
     o.tlsCa ? readFileSync(o.tlsCa) : null,

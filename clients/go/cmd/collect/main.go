@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,16 +14,9 @@ import (
 	"os/signal"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-
 	gymv1 "github.com/gym-grpc/gym-grpc/clients/go/gen/gym/v1"
 	"github.com/gym-grpc/gym-grpc/clients/go/trainer"
 )
-
-const maxMessageBytes = 64 << 20 // the server's default max_message_bytes: a FULL rollout carries token data
 
 type options struct {
 	server, agent, input, token string
@@ -75,12 +66,8 @@ func collect(o options, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.input, err)
 	}
-	creds, err := transportCredentials(o)
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient(o.server, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)))
+	connection := trainer.Connection{Server: o.server, Token: o.token, TLSCA: o.tlsCA, TLSCert: o.tlsCert, TLSKey: o.tlsKey}
+	conn, err := connection.Dial()
 	if err != nil {
 		return err
 	}
@@ -93,9 +80,7 @@ func collect(o options, stdout io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, o.deadline)
 		defer cancel()
 	}
-	if o.token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+o.token)
-	}
+	ctx = connection.WithToken(ctx)
 	request := &gymv1.CollectRolloutsRequest{
 		Agent:       o.agent,
 		Source:      &gymv1.CollectRolloutsRequest_Tasks{Tasks: &gymv1.TaskList{Tasks: tasks}},
@@ -110,29 +95,4 @@ func collect(o options, stdout io.Writer) error {
 		_ = json.NewEncoder(stdout).Encode(trainer.ErrorToLine(err))
 	}
 	return err
-}
-
-func transportCredentials(o options) (credentials.TransportCredentials, error) {
-	if o.tlsCA == "" && o.tlsCert == "" {
-		return insecure.NewCredentials(), nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.tlsCA != "" {
-		pem, err := os.ReadFile(o.tlsCA)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificate found", o.tlsCA)
-		}
-	}
-	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return credentials.NewTLS(cfg), nil
 }
