@@ -295,3 +295,40 @@ async def test_the_embedded_model_served_alone_over_model_service() -> None:
     response = convert.response_from_proto(reply.response)
     assert response.output and response.usage is not None and response.usage.output_tokens > 0
     _assert_token_data(response)
+
+
+@pytest.mark.slow
+async def test_the_embedded_model_in_a_stream_stamps_versions_and_gives_a_training_view(
+    weather_rows: list[dict[str, object]],
+) -> None:
+    """StreamRollouts over the embedded model: every generated item carries the announced version, and each rollout's
+    training view is one token sequence whose generated tokens are exactly the model's (the prefix property holds for
+    the GGUF's own chat template)."""
+    _require_model()
+    from gym_grpc.client import GymClient
+    from gym_grpc.client.stream import GroupDelivered, StreamOptions
+    from gym_grpc.server.app import GymServer
+
+    config = load_config(ROOT / "configs" / "weather.yaml")
+    config = config.model_copy(
+        update={"models": {"policy_model": config.models["policy_model"].model_copy(update={"max_output_tokens": 96})}}
+    )
+    gym = GymServer(config)
+    await gym.start("127.0.0.1", 0)
+    try:
+        options = StreamOptions(agent="weather_simple_agent", num_repeats=1, view="training", policy_version=2)
+        async with GymClient(f"127.0.0.1:{gym.port}") as client, client.stream_rollouts(options) as stream:
+            await stream.add_tasks({"seattle": weather_rows[0]})
+            await stream.grant(1)
+            await stream.finish()
+            groups = [m async for m in stream if isinstance(m, GroupDelivered)]
+    finally:
+        await gym.stop(0)
+    (rollout,) = groups[0].rollouts
+    assert rollout.failure is None and rollout.response is not None
+    generated = [i for i in rollout.response.output if isinstance(i, (Message, FunctionCall)) and i.has_tokens]
+    assert generated and all(i.policy_version == 2 for i in generated)
+    view = rollout.training_view
+    assert view is not None and view.usable, view
+    assert sum(view.loss_mask) == sum(len(i.generation_token_ids or []) for i in generated)
+    assert view.token_ids[: view.prompt_length] == generated[0].prompt_token_ids
