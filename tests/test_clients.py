@@ -1,7 +1,9 @@
 """The generated Go and TypeScript clients (clients/go, clients/typescript) against a real in-process server.
 
 Each example trainer (Go: clients/go/cmd/collect, TS: clients/typescript/src/collect.ts) prints one JSON object per
-event; what they print must match what the Python client sees for the same request. The binaries are built here
+event; what they print must match what the Python client sees for the same request. The StreamRollouts examples
+(Go: cmd/stream, TS: src/stream.ts) drive a trainer stream (credits, ack, policy version = step) against a server
+with a scripted policy: every group once, the Python client's rewards, versions bounded by the credit/bump order. The binaries are built here
 (incrementally) so the tests never run stale code; the tests skip only when `go` or `node` is absent.
 """
 
@@ -21,6 +23,7 @@ from certs import make_pki
 from conftest import DATA, ROOT, weather_config
 
 from gym_grpc.client import CollectionRequest, Finished, GroupDone, GymClient, Started, Summary
+from gym_grpc.client.stream import GroupDelivered, StreamOptions, StreamSummary
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import ModelError
 from gym_grpc.protocol.convert import task_from_json
@@ -259,3 +262,202 @@ async def test_mutual_tls(model_server: ModelServer, collector: tuple[str, list[
         assert code == 1 and lines[-1]["event"] == "error"
     finally:
         await gym.stop(0)
+
+
+# --- StreamRollouts: clients/go/cmd/stream and clients/typescript/src/stream.ts ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def go_stream() -> list[str]:
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("the Go toolchain (`go`) is not installed")
+    binary = GO_DIR / ".bin" / "stream"
+    _build([go, "build", "-o", str(binary), "./cmd/stream"], GO_DIR, "needs the Go module proxy the first time")
+    return [str(binary)]
+
+
+@pytest.fixture(scope="session")
+def ts_stream(ts_collect: list[str]) -> list[str]:
+    return [ts_collect[0], str(TS_DIR / "dist" / "stream.js")]  # `npm run build` (ts_collect) built every entry point
+
+
+@pytest.fixture(params=CLIENTS)
+def streamer(request: pytest.FixtureRequest) -> tuple[str, list[str]]:
+    name: str = request.param
+    command: list[str] = request.getfixturevalue(f"{name}_stream")
+    return name, command
+
+
+class RewardModel:
+    """A scripted policy keyed by rollout: a task "steps rewards a,b,..." calls the step tool first, then answers the
+    reward of its rollout index (the last part of the rollout id it is called with); "model-fails" fails every call."""
+
+    name = "rewards"
+
+    async def create(self, params: ResponseCreateParams, *, sticky_key: str | None = None) -> Any:
+        await asyncio.sleep(0.05)  # slow enough for groups to overlap and heartbeats to come
+        text = params.items[0].text  # type: ignore[union-attr]
+        if "model-fails" in text:
+            raise ModelError("upstream 503 (injected)", attempts=1)
+        if "steps" in text and not any(getattr(i, "type", None) == "function_call_output" for i in params.items):
+            return response(call("step", {}))
+        rewards = text.split("rewards ")[1].split()[0].split(",")
+        return response(say(rewards[int((sticky_key or "r-0").rsplit("-", 1)[1]) % len(rewards)]))
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def reward_server() -> AsyncIterator[GymServer]:
+    cfg = GymConfig.model_validate(
+        {
+            "models": {"m": {"type": "openai_responses", "base_url": "http://127.0.0.1:1/v1", "api_key_env": None}},
+            "environments": {"score": {"entrypoint": "envs:ScoreEnvironment"}},
+            "agents": {"agent": {"environment": "score", "model": "m", "max_steps": 4}},
+            "server": {"heartbeat_interval": 0.05},
+        }
+    )
+    gym = GymServer(cfg, Runtime(cfg, models={"m": RewardModel()}))
+    await gym.start("127.0.0.1", 0)
+    yield gym
+    await gym.stop(0)
+
+
+def task_file(tmp_path: Path, texts: list[str]) -> tuple[Path, list[dict[str, Any]]]:
+    rows = [{"responses_create_params": {"input": [{"role": "user", "content": text}]}} for text in texts]
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, rows
+
+
+async def python_rewards(server: GymServer, rows: list[dict[str, Any]], num_repeats: int) -> dict[str, list[Any]]:
+    """The Python stream client's rewards per task key (t0, t1, ... as the examples key them), by rollout index."""
+    async with (
+        GymClient(f"127.0.0.1:{server.port}") as client,
+        client.stream_rollouts(StreamOptions(agent="agent", num_repeats=num_repeats)) as stream,
+    ):
+        await stream.add_tasks({f"t{i}": row for i, row in enumerate(rows)})
+        await stream.grant(len(rows))
+        await stream.finish()
+        got = [m async for m in stream]
+    assert isinstance(got[-1], StreamSummary)
+    return {g.task_key: [r.reward for r in g.rollouts] for g in got if isinstance(g, GroupDelivered)}
+
+
+def stream_groups(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [x for x in lines if x["event"] == "group"]
+
+
+STREAM_TASKS = [
+    "steps rewards 1,0",
+    "rewards 0.5,1",
+    "steps rewards 0,0",
+    "model-fails",
+    "steps rewards 1,1",
+    "rewards 0.25,0.75",
+    "steps rewards 0,1",
+]
+
+
+async def test_stream_matches_the_python_client(
+    reward_server: GymServer, streamer: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    path, rows = task_file(tmp_path, STREAM_TASKS)
+    expected = await python_rewards(reward_server, rows, 2)
+    assert expected["t0"] == [1.0, 0.0] and expected["t3"] == [None, None]  # a failure is never a fake 0
+    name, command = streamer
+    credits = 2
+    args = ("-agent", "agent", "-input", str(path), "-num-repeats", "2", "-credits", str(credits))
+    code, lines, stderr = await run_client(command, reward_server, *args)
+    assert code == 0, f"{name}: exit {code}\n{stderr}"
+    assert {k: v for k, v in lines[0].items() if k != "stream_id"} == {
+        "event": "opened",
+        "resumed": False,
+        "policy_version": 0,
+    }
+    groups = stream_groups(lines)
+    assert sorted(g["task_key"] for g in groups) == sorted(expected)  # every task's group, exactly once
+    assert len(groups) == len(rows)
+    assert {g["task_key"]: [r["reward"] for r in g["rollouts"]] for g in groups} == expected
+    assert [g["step"] for g in groups] == list(range(1, len(rows) + 1))
+    for group in groups:
+        step, task = group["step"], int(group["task_key"][1:])
+        assert [r["rollout_index"] for r in group["rollouts"]] == [0, 1]
+        for r in group["rollouts"]:
+            if r["reward"] is None:  # no model call succeeded: no generated item, so no version
+                assert r["failure"]["kind"] == "FAILURE_KIND_INFRASTRUCTURE" and r["max_policy_version"] is None
+                continue
+            # Task j starts on the (j+1)-th credit, granted after version j+1-credits was announced; the k-th group
+            # delivered finished before the trainer announced version k.
+            assert r["min_policy_version"] >= max(0, task + 1 - credits), (name, group)
+            assert r["max_policy_version"] <= step - 1, (name, group)
+    assert any(x["event"] == "heartbeat" for x in lines), name
+    summary = lines[-1]
+    assert summary["event"] == "summary", name
+    assert (summary["groups_delivered"], summary["groups_dropped"], summary["tasks_not_started"]) == (7, 0, 0)
+    assert (summary["succeeded"], summary["failed"]) == (12, 2)
+    assert 1 <= summary["peak_groups_running"] <= credits
+
+
+async def test_stream_with_one_credit_runs_each_task_at_its_step(
+    reward_server: GymServer, streamer: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """One credit: task j starts after version j is announced and is delivered before version j+1 is: exactly j."""
+    path, _ = task_file(tmp_path, [f"steps rewards 1,0 #{i}" for i in range(4)])
+    name, command = streamer
+    args = ("-agent", "agent", "-input", str(path), "-num-repeats", "2", "-credits", "1", "-view", "training")
+    code, lines, stderr = await run_client(command, reward_server, *args)
+    assert code == 0, f"{name}: exit {code}\n{stderr}"
+    groups = stream_groups(lines)
+    assert [(g["step"], g["task_key"]) for g in groups] == [(j + 1, f"t{j}") for j in range(4)]
+    for j, group in enumerate(groups):
+        assert [(r["min_policy_version"], r["max_policy_version"]) for r in group["rollouts"]] == [(j, j), (j, j)]
+    assert lines[-1]["event"] == "summary" and lines[-1]["peak_groups_running"] == 1
+
+
+async def test_stream_drops_uniform_groups_and_still_closes(
+    reward_server: GymServer, streamer: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """Drops return credits, so the trainer grants fewer than one credit per task: it half-closes once all settled."""
+    path, _ = task_file(tmp_path, ["rewards 1,1", "rewards 0,0", "rewards 1,0"])
+    name, command = streamer
+    args = ("-agent", "agent", "-input", str(path), "-num-repeats", "2", "-credits", "1", "-drop-uniform-groups")
+    code, lines, stderr = await run_client(command, reward_server, *args)
+    assert code == 0, f"{name}: exit {code}\n{stderr}"
+    dropped = [
+        (x["task_key"], x["reason"], x["credit_returned"], x["rewards"]) for x in lines if x["event"] == "dropped"
+    ]
+    assert dropped == [("t0", "DROP_REASON_UNIFORM", 1, [1.0, 1.0]), ("t1", "DROP_REASON_UNIFORM", 1, [0.0, 0.0])]
+    (group,) = stream_groups(lines)
+    assert group["task_key"] == "t2" and group["step"] == 1
+    summary = lines[-1]
+    assert (summary["event"], summary["groups_delivered"], summary["groups_dropped"]) == ("summary", 1, 2), name
+
+
+async def test_go_and_ts_stream_print_the_same_lines(
+    reward_server: GymServer, go_stream: list[str], ts_stream: list[str], tmp_path: Path
+) -> None:
+    path, _ = task_file(tmp_path, STREAM_TASKS)
+    args = ("-agent", "agent", "-input", str(path), "-num-repeats", "2", "-credits", "1")
+
+    async def stable(command: list[str]) -> list[dict[str, Any]]:
+        code, lines, stderr = await run_client(command, reward_server, *args)
+        assert code == 0, stderr
+        unstable = {"stream_id", "duration_seconds", "message"}  # random, timing, free text
+        return [{k: v for k, v in x.items() if k not in unstable} for x in lines if x["event"] != "heartbeat"]
+
+    go_lines = await stable(go_stream)
+    assert len(go_lines) == 1 + len(STREAM_TASKS) + 1
+    assert go_lines == await stable(ts_stream)
+
+
+async def test_stream_bearer_token(auth_server: GymServer, streamer: tuple[str, list[str]]) -> None:
+    args = ("-agent", "weather_simple_agent", "-input", str(TASKS), "-credits", "5", "-deadline", "2m")
+    name, command = streamer
+    code, lines, stderr = await run_client(command, auth_server, *args, token="s3cret")
+    assert code == 0, f"{name}: exit {code}\n{stderr}"
+    assert lines[-1]["event"] == "summary" and lines[-1]["groups_delivered"] == 5, name
+    code, lines, _ = await run_client(command, auth_server, *args, "-token", "wrong")
+    assert code == 1 and lines[-1]["event"] == "error" and lines[-1]["status"] == "UNAUTHENTICATED", name
