@@ -3,8 +3,9 @@
 Each example trainer (Go: clients/go/cmd/collect, TS: clients/typescript/src/collect.ts) prints one JSON object per
 event; what they print must match what the Python client sees for the same request. The StreamRollouts examples
 (Go: cmd/stream, TS: src/stream.ts) drive a trainer stream (credits, ack, policy version = step) against a server
-with a scripted policy: every group once, the Python client's rewards, versions bounded by the credit/bump order. The binaries are built here
-(incrementally) so the tests never run stale code; the tests skip only when `go` or `node` is absent.
+with a scripted policy: every group once, the Python client's rewards, versions bounded by the credit/bump order.
+The binaries are built here (incrementally) so the tests never run stale code; the tests skip only when `go` or
+`node` is absent.
 """
 
 from __future__ import annotations
