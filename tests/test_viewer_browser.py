@@ -5,6 +5,7 @@ the overview's numbers against the file, filters, a group with its advantages, a
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 import os
@@ -222,3 +223,50 @@ async def test_token_view_of_a_training_view_with_policy_versions(tmp_path: Path
         "segments": len(row["training_view"]["segments"]),
     }
     check_overview(seen, rows_of(source))
+
+
+class LetterModel:
+    """Answers a multiple-choice question with a letter drawn from the rollout id (a fake ModelClient)."""
+
+    name = "letters"
+
+    async def create(self, params: Any, *, sticky_key: str | None = None) -> Any:
+        import hashlib
+
+        from gym_grpc.testing.scripted import response, say
+
+        letter = "ABBC"[hashlib.sha256((sticky_key or "").encode()).digest()[0] % 4]
+        return response(say(f"I think it is \\boxed{{{letter}}}."))
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_majority_at_k_of_an_mcqa_collection(tmp_path: Path) -> None:
+    """pass@k, pass@1 and majority@k (the environment reports `extracted_answer`) as the collector computes them."""
+    need_browser()
+    from gym_grpc.cli.collect import collect
+    from gym_grpc.config import load_config
+    from gym_grpc.server.app import GymServer
+    from gym_grpc.server.runtime import Runtime
+
+    config = load_config(ROOT / "configs" / "mcqa.yaml", [])
+    server = GymServer(config, Runtime(config, models={"policy_model": LetterModel()}))  # type: ignore[dict-item]
+    await server.start("127.0.0.1", 0)
+    output = tmp_path / "mcqa.jsonl"
+    try:
+        await collect(
+            server=f"127.0.0.1:{server.port}", agent="mcqa_simple_agent",
+            input_path=ROOT / "gym_grpc" / "environments" / "mcqa" / "data" / "example.jsonl",
+            output=output, num_repeats=5, progress=io.StringIO(),
+        )  # fmt: skip
+    finally:
+        await server.stop(0)
+    await view(str(output))
+    seen = await drive({"url": output.with_suffix(".html").as_uri(), "search": "planet"})
+    check_overview(seen, rows_of(output, failures_path(output)))
+    assert seen["tokens"] is None  # no token data: the token tab is off
+    metrics = json.loads(output.with_name("mcqa_aggregate_metrics.json").read_text())["mcqa_simple_agent"]
+    assert 0 < metrics["majority@5"]["mean"] < 1 and 0 < metrics["pass@1"]["mean"] < 1
+    for key, stat in (("stat-majority", "majority@5"), ("stat-pass-k", "pass@5"), ("stat-pass-1", "pass@1")):
+        assert float(seen["overview"][key]) == pytest.approx(metrics[stat]["mean"])

@@ -133,6 +133,7 @@ try {
   });
   out.rollout = await readRollout();
   const openTokens = async () => {
+    if (await page.$eval("[data-testid=tab-tokens]", (n) => n.classList.contains("off"))) return null; // no token data
     await page.click("[data-testid=tab-tokens]");
     await ready(`rollout/`);
     await page.waitForFunction(() => (document.body.dataset.ready || "").endsWith("/tokens"));
