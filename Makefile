@@ -17,7 +17,7 @@ QUIET := $(if $(V),,tools/quiet.sh)
 	clients-deps clients-gen clients-check-gen clients-build clients-test browser-deps
 
 $(VENV)/.stamp: pyproject.toml
-	@echo "setting up $(VENV): Python dependencies (about 2 minutes, once)"
+	@echo "setting up $(VENV): Python dependencies (a few minutes, once)"
 	@$(QUIET) $(PYTHON) -m venv $(VENV)
 	@$(QUIET) $(PY) -m pip install -q --upgrade pip
 	@$(QUIET) $(PY) -m pip install -q -e '.[dev]'

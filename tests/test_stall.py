@@ -91,9 +91,10 @@ async def test_heartbeats_keep_coming_while_a_verify_burns_cpu_off_the_loop() ->
     beats, start, end, scored = await heartbeats_during_a_burn(inline=False)
     during = [b for b in beats if start <= b <= end]
     expected = (end - start) / HEARTBEAT
+    between = sorted(gaps(beats, start, end)) or [0.0]
     print(  # the figures of docs/performance.md ("A CPU-bound verify does not stall the server")
         f"\nburn {end - start:.2f} s: {len(during)} heartbeats of {expected:.0f} due, "
-        f"largest gap {max(gaps(beats, start, end), default=0):.3f} s"
+        f"gaps median {between[len(between) // 2]:.3f} s, largest {between[-1]:.3f} s"
     )
     assert scored
     assert len(during) >= expected / 4  # most heartbeats arrive during the burn (2 cores shared: slack)
