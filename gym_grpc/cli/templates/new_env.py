@@ -60,6 +60,8 @@ class ${cls}Environment(Environment[${cls}State]):
         return json.dumps({"sum": int(total) if float(total).is_integer() else total})
 
     async def verify(self, state: ${cls}State, task: Task, response: Response) -> VerifyResult:
+        # Tools and verify run on the server's event loop: never block it. Slow or CPU-bound checks go through
+        # `await self.run_cpu(timeout, module_level_fn, *args)` (a worker process), blocking I/O through `run_io`.
         expected = float(task.extras.get("expected_answer", "nan"))
         numbers = re.findall(r"-?\\d+(?:\\.\\d+)?", final_answer(response).replace(",", ""))
         correct = bool(numbers) and math.isclose(float(numbers[-1]), expected)
