@@ -76,7 +76,14 @@ class EnvironmentActor:
     built in the actor. A bad entrypoint or config does not kill the actor: `ready()` raises it as a ConfigError."""
 
     def __init__(
-        self, name: str, entrypoint: str, config: dict[str, Any], tool_timeout: float, verify_timeout: float
+        self,
+        name: str,
+        entrypoint: str,
+        config: dict[str, Any],
+        tool_timeout: float,
+        verify_timeout: float,
+        max_sessions: int = 100_000,
+        idle_timeout: float = 3600.0,
     ) -> None:
         self.error: GymError | None = None
         self.host: EnvironmentHost | None = None
@@ -85,7 +92,14 @@ class EnvironmentActor:
         except GymError as exc:
             self.error = exc
         else:
-            self.host = EnvironmentHost(name, environment, tool_timeout=tool_timeout, verify_timeout=verify_timeout)
+            self.host = EnvironmentHost(
+                name,
+                environment,
+                tool_timeout=tool_timeout,
+                verify_timeout=verify_timeout,
+                max_sessions=max_sessions,
+                idle_timeout=idle_timeout,
+            )
 
     def _host(self) -> EnvironmentHost:
         if self.host is None:
@@ -134,9 +148,14 @@ class RayEnvironmentPool:
         ray_config: RayEnvironmentConfig | None = None,
         tool_timeout: float = 60.0,
         verify_timeout: float = 60.0,
+        max_sessions: int = 100_000,
+        idle_timeout: float = 3600.0,
     ) -> None:
+        """`max_sessions` and `idle_timeout` apply to each replica's host (server.max_sessions is per replica)."""
         self.name = name
         self.entrypoint = entrypoint
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
         self.config = config or {}
         self.ray_config = ray_config or RayEnvironmentConfig()
         self.tool_timeout = tool_timeout
@@ -162,7 +181,13 @@ class RayEnvironmentPool:
     def _spawn(self) -> Replica:
         replica_id = f"r{next(self._ids)}"
         actor = self._actor_class.options(**self._actor_options).remote(
-            self.name, self.entrypoint, self.config, self.tool_timeout, self.verify_timeout
+            self.name,
+            self.entrypoint,
+            self.config,
+            self.tool_timeout,
+            self.verify_timeout,
+            self.max_sessions,
+            self.idle_timeout,
         )
         return Replica(replica_id, actor)
 

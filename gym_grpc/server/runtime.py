@@ -153,6 +153,8 @@ def _environment(name: str, config: EnvironmentConfig, server: ServerConfig) -> 
             ray_config=config.ray,
             tool_timeout=config.tool_timeout,
             verify_timeout=config.verify_timeout,
+            max_sessions=server.max_sessions,
+            idle_timeout=server.session_idle_timeout,
         ).start()
     environment = load_environment(config.entrypoint, config.config, f"environments.{name}")
     host = EnvironmentHost(
