@@ -84,10 +84,12 @@ def test_lenient(text: str, letter: str | None) -> None:
     ["answer: " * 20_000, "(" * 200_000, " " * 200_000 + "A", "\\boxed{" * 50_000, "B" + "*" * 200_000 + "x"],
 )
 def test_pathological_answers_are_graded_fast(text: str) -> None:
-    started = time.monotonic()
+    """A guard against catastrophic backtracking, not a benchmark: this process's CPU time (not the wall clock of a
+    shared machine), with a bound far above linear work and far below what a quadratic regex takes on 200,000 chars."""
+    started = time.process_time()
     for mode in ("strict", "lenient"):
         extract_letter(text, OPTIONS, mode)  # type: ignore[arg-type]
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 10
 
 
 async def test_verify_rewards_the_expected_letter() -> None:

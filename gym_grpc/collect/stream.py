@@ -70,6 +70,7 @@ class StreamLimits:
     rollout_timeout: float | None = None
     unacked_max: int = 4096  # sent results kept for a resume
     resume_seconds: float = 120.0  # how long sent results and a detached stream are kept
+    pass_threshold: float = 1.0  # the reward at which a rollout passes (pass@k in the summary)
 
 
 @dataclass
@@ -126,7 +127,7 @@ class StreamSession:
         self._outbox: deque[ServerMessage] = deque()
         self._unacked: OrderedDict[str, tuple[float, ServerMessage]] = OrderedDict()
         self._wake = asyncio.Event()
-        self._metrics = MetricsAggregator()
+        self._metrics = MetricsAggregator(pass_threshold=limits.pass_threshold, k=options.num_repeats)
         self._t0 = time.perf_counter()
         self.succeeded = self.failed = self.delivered_groups = self.dropped_groups = self.restarted_groups = 0
 

@@ -122,6 +122,7 @@ class Runtime:
             rollout_timeout=server.rollout_timeout,
             unacked_max=server.stream_unacked_max,
             resume_seconds=server.stream_resume_seconds,
+            pass_threshold=server.pass_threshold,
         )
 
     async def aclose(self) -> None:
