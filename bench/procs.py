@@ -67,11 +67,12 @@ class Proc:
                 self.popen.wait()
 
 
-def start_model_server(latency_ms: float) -> tuple[Proc, str]:
+def start_model_server(latency_ms: float, *, realistic: bool = False) -> tuple[Proc, str]:
+    """The fake model server: `gym_grpc.testing.model_server`, or with `realistic` bench/openai_fake.py (complete
+    Responses / Chat Completions bodies, as the real API answers)."""
     port = free_port()
-    proc = Proc(
-        [sys.executable, "-m", "gym_grpc.testing.model_server", "--port", str(port), "--latency-ms", str(latency_ms)]
-    )
+    program = ["bench/openai_fake.py"] if realistic else ["-m", "gym_grpc.testing.model_server"]
+    proc = Proc([sys.executable, *program, "--port", str(port), "--latency-ms", str(latency_ms)])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -83,14 +84,19 @@ def start_model_server(latency_ms: float) -> tuple[Proc, str]:
     raise RuntimeError("the model server did not start")
 
 
-def start_gym_server(base_url: str, max_in_flight: int, extra: list[str] | None = None) -> tuple[Proc, str]:
+def start_gym_server(
+    base_url: str,
+    max_in_flight: int,
+    extra: list[str] | None = None,
+    *,
+    adapter: str = "openai_responses",
+    log_level: str = "WARNING",
+) -> tuple[Proc, str]:
+    """`gym-grpc serve` on the weather config with an HTTP model adapter (`openai_responses` / `chat_completions`)."""
     port = free_port()
-    model = (
-        f"models.policy_model={{type: openai_responses, base_url: '{base_url}', api_key_env: null, "
-        "max_concurrency: 8192}"
-    )
+    model = f"models.policy_model={{type: {adapter}, base_url: '{base_url}', api_key_env: null, max_concurrency: 8192}}"
     args = [
-        sys.executable, "-m", "gym_grpc.cli.main", "--log-level", "WARNING", "serve",
+        sys.executable, "-m", "gym_grpc.cli.main", "--log-level", log_level, "serve",
         "--config", "configs/weather.yaml", "--port", str(port),
         "--set", model, "--set", f"server.max_in_flight={max_in_flight}", *(extra or []),
     ]  # fmt: skip

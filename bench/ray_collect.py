@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import start_gym_server, start_model_server
 
 from gym_grpc.client import CollectionRequest, GymClient
-from gym_grpc.server.runtime import read_tasks
+from gym_grpc.protocol.task_file import read_tasks
 
 TASKS = read_tasks(Path(__file__).resolve().parent.parent / "tests" / "data" / "weather_queries.jsonl")
 

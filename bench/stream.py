@@ -23,7 +23,7 @@ from procs import Proc, cpu_seconds, free_port, rss_mb
 
 from gym_grpc._proto.gym.v1 import rollout_pb2
 from gym_grpc.client import CollectionRequest, GymClient
-from gym_grpc.server.runtime import read_tasks
+from gym_grpc.protocol.task_file import read_tasks
 
 TASKS = read_tasks(Path(__file__).resolve().parent.parent / "tests" / "data" / "weather_queries.jsonl")
 

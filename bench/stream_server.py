@@ -20,9 +20,10 @@ from gym_grpc.config.schema import GymConfig
 from gym_grpc.protocol import collection
 from gym_grpc.protocol.events import Finished
 from gym_grpc.protocol.rollouts import Rollout, Stats, Timing
+from gym_grpc.protocol.task_file import read_tasks
 from gym_grpc.protocol.types import FunctionCall, FunctionCallOutput, Message, OutputText, Response, Usage
 from gym_grpc.server.app import GymServer
-from gym_grpc.server.runtime import Runtime, read_tasks
+from gym_grpc.server.runtime import Runtime
 
 CITY = "San Francisco"
 ANSWER = "The weather in San Francisco is rainy. Take an umbrella! " * 20  # pads the rollout to ~2 KB

@@ -188,13 +188,13 @@ async def test_collected_jsonl_carries_token_data_on_the_right_items(model_serve
     await gym.start("127.0.0.1", 0)
     output = tmp_path / "chat.jsonl"
     try:
-        ok, failed = await collect(
+        report = await collect(
             server=f"127.0.0.1:{gym.port}", agent="weather_simple_agent",
             input_path=DATA / "weather_queries.jsonl", output=output, limit=2,
         )  # fmt: skip
     finally:
         await gym.stop(0)
-    assert (ok, failed) == (2, 0)
+    assert (report.succeeded, report.failed) == (2, 0)
     for line in output.read_text().splitlines():
         record = json.loads(line)
         assert record["reward"] == 1.0

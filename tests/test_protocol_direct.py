@@ -144,3 +144,22 @@ def test_the_shapes_agents_build_take_the_direct_path() -> None:
     cases = responses()
     agent_built: list[Any] = [cases[0], cases[1], cases[2], cases[-1]]
     assert all(direct.response_to_proto(r) is not None for r in agent_built)
+
+
+def test_a_real_servers_output_text_takes_the_direct_path() -> None:
+    """The OpenAI API sends `logprobs: []` on every output text part; that must not push rollouts off the fast path."""
+    real = Response.model_validate(
+        {
+            "id": "r",
+            "output": [
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "a", "annotations": [], "logprobs": []}],
+                },
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q", "x": 1}]},
+            ],
+        }
+    )
+    fast = direct.response_to_proto(real)
+    assert fast is not None and fast == response_json.response_to_proto(real.to_json())

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 import grpc
 
+from gym_grpc.collect.waits import waiting
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.environments.host import ToolResult
 from gym_grpc.errors import EnvironmentFailedError, GymError, RolloutError, RolloutTimeoutError
@@ -125,14 +126,23 @@ class SimpleAgent:
         if rollout.failure is not None:
             rollout.reward = None
             rollout.metrics = {}
-        log.info(
-            "rollout %s task=%d index=%d reward=%s%s",
-            rollout.rollout_id or "-",
-            rollout.task_index,
-            rollout.rollout_index,
-            rollout.reward,
-            f" failed: {rollout.failure.reason}: {rollout.failure.message}" if rollout.failure else "",
-        )
+        if rollout.failure is not None:  # one line per failure; successes at DEBUG (the collection logs a summary)
+            log.info(
+                "rollout %s task=%d index=%d failed: %s: %s",
+                rollout.rollout_id or "-",
+                rollout.task_index,
+                rollout.rollout_index,
+                rollout.failure.reason,
+                rollout.failure.message,
+            )
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "rollout %s task=%d index=%d reward=%s",
+                rollout.rollout_id or "-",
+                rollout.task_index,
+                rollout.rollout_index,
+                rollout.reward,
+            )
         rollout.timing = Timing(
             started_at=started_at,
             total_seconds=time.perf_counter() - t0,
@@ -168,10 +178,12 @@ class SimpleAgent:
         self, task: Task, params: ResponseCreateParams, seed: int | None, rollout: Rollout, clock: _Clock
     ) -> None:
         env = self.environment
-        session = await env.seed_session(task, seed)
+        with waiting("environment"):
+            session = await env.seed_session(task, seed)
         try:
             if not params.tools:
-                params = params.model_copy(update={"tools": await env.list_tools()})
+                with waiting("environment"):
+                    params = params.model_copy(update={"tools": await env.list_tools()})
             outputs, usage, last, cut = await self._loop(params, session, rollout, clock)
             # max_steps cut: "incomplete" without incomplete_details (the API's reasons are only the model's own)
             episode = Response(
@@ -186,7 +198,8 @@ class SimpleAgent:
             )
             rollout.response = complete_response(episode, params, model=self.model.name, created_at=time.time())
             t = time.perf_counter()
-            verdict = await env.verify(session, rollout.response)
+            with waiting("verify"):
+                verdict = await env.verify(session, rollout.response)
             clock.verify += time.perf_counter() - t
             rollout.reward, rollout.metrics = verdict.reward, dict(verdict.metrics)
         finally:
@@ -220,7 +233,8 @@ class SimpleAgent:
             version = version_now()  # the policy version in force when the call starts (StreamRollouts)
             stats.model_calls += 1  # counted when made: a call that fails (after its retries) is a call too
             try:
-                response = await self.model.create(request, sticky_key=rollout.rollout_id or None)
+                with waiting("model"):
+                    response = await self.model.create(request, sticky_key=rollout.rollout_id or None)
             finally:
                 clock.model += time.perf_counter() - t
             stamp_versions(response.output, version)
@@ -231,7 +245,8 @@ class SimpleAgent:
             if not calls or response.status == "incomplete":
                 return outputs, usage, response, False
             t = time.perf_counter()
-            results = await self._call_tools(session, calls, stats.tool_calls)
+            with waiting("tool"):
+                results = await self._call_tools(session, calls, stats.tool_calls)
             clock.tools += time.perf_counter() - t
             for call, result in zip(calls, results, strict=True):
                 outputs.append(FunctionCallOutput(call_id=call.call_id, output=result.output))

@@ -65,7 +65,7 @@ def run_demo(config: Path, output: Path, overrides: list[str]) -> int:
     try:
         wait_healthy(target, server.poll)
         t0 = time.monotonic()
-        succeeded, failed = asyncio.run(
+        report = asyncio.run(
             collect(
                 server=target,
                 agent="weather_simple_agent",
@@ -74,6 +74,7 @@ def run_demo(config: Path, output: Path, overrides: list[str]) -> int:
             )
         )
         elapsed = time.monotonic() - t0
+        succeeded, failed = report.succeeded, report.failed
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -19,13 +19,12 @@ from typing import Any
 
 import grpc
 
-from gym_grpc._proto.gym.v1 import environment_pb2, environment_pb2_grpc
 from gym_grpc.config import load_config
 from gym_grpc.config.schema import EnvironmentConfig, GymConfig
 from gym_grpc.environments.host import EnvironmentHost
 from gym_grpc.environments.registry import load_environment
 from gym_grpc.errors import GymError
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.environment_rpc import EnvironmentRpc
 from gym_grpc.protocol.types import FunctionTool
 
 
@@ -54,13 +53,10 @@ async def _remote_tools(
         grpc.aio.insecure_channel(address) if credentials is None else grpc.aio.secure_channel(address, credentials)
     )
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    stub: environment_pb2_grpc.EnvironmentServiceAsyncStub = environment_pb2_grpc.EnvironmentServiceStub(channel)  # type: ignore[assignment]
+    rpc = EnvironmentRpc(channel, name, timeout=timeout, metadata=metadata)
     listing = EnvironmentListing(name, address)
     try:
-        reply = await stub.ListTools(
-            environment_pb2.ListToolsRequest(environment=name), timeout=timeout, metadata=metadata
-        )
-        listing.tools = _tools([convert.tool_from_proto(t) for t in reply.tools])
+        listing.tools = _tools(await rpc.list_tools())
     except grpc.aio.AioRpcError as exc:
         listing.error = f"{exc.code().name}: {exc.details()}"
     finally:

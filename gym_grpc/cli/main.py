@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import grpc
-from pydantic import ValidationError
 
 from gym_grpc.errors import GymError
+
+# `collect` exits with this status when rollouts failed (their rows are in OUTPUT_failures.jsonl); --allow-failures: 0.
+EXIT_ROLLOUTS_FAILED = 3
 
 
 def _limit(value: str) -> int | None:
@@ -34,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N worker processes behind one front (CollectRollouts only; see gym_grpc/server/workers.py)",
+    )
     serve.add_argument(
         "--ray",
         nargs="?",
@@ -61,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--max-output-tokens", type=int)
     collect.add_argument("--seed", type=int)
     collect.add_argument("--resume", action="store_true", help="keep OUTPUT and collect only what is missing")
+    collect.add_argument(
+        "--force", action="store_true", help="--resume even when OUTPUT's manifest names a different run"
+    )
+    collect.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help=f"exit 0 when some rollouts failed (default: exit {EXIT_ROLLOUTS_FAILED})",
+    )
     collect.add_argument("--token-env", default="GYM_GRPC_TOKEN", help="env var holding a bearer token")
     collect.add_argument("--tls-ca", type=Path, help="CA bundle to trust (turns TLS on)")
     collect.add_argument("--tls-cert", type=Path, help="client certificate (mTLS)")
@@ -111,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.ray is not None:
                 ray = config.server.ray or RayServerConfig()
                 config.server.ray = ray.model_copy(update={"address": args.ray or ray.address})
-            asyncio.run(serve(config, args.host, args.port))
+            if args.workers > 1:
+                from gym_grpc.server.workers import serve_workers
+
+                asyncio.run(serve_workers(config, args.config, args.overrides, args.workers, args.host, args.port))
+            else:
+                asyncio.run(serve(config, args.host, args.port))
         elif args.command == "collect":
             return _collect(args)
         elif args.command == "demo":
@@ -135,25 +157,31 @@ def main(argv: list[str] | None = None) -> int:
     except GymError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    except ValidationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from pydantic import ValidationError  # imported here: `collect` starts without pydantic
+
+        if not isinstance(exc, ValidationError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from gym_grpc.cli.collect import collect, failures_path, metrics_path
-    from gym_grpc.client import tls_credentials
-    from gym_grpc.protocol.rollouts import Sampling
+    from gym_grpc.cli.collect import collect
+    from gym_grpc.client.client import tls_credentials
 
-    sampling = Sampling(
-        temperature=args.temperature, top_p=args.top_p, max_output_tokens=args.max_output_tokens, seed=args.seed
-    )
+    sampling = {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_output_tokens": args.max_output_tokens,
+        "seed": args.seed,
+    }
     credentials = None
     if args.tls_ca or args.tls_cert:
         credentials = tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
@@ -162,7 +190,7 @@ def _collect(args: argparse.Namespace) -> int:
     if credentials is None and remote and not args.plaintext:
         print(f"error: {remote[0]} is not loopback: pass --tls-ca (TLS) or --plaintext", file=sys.stderr)
         return 2
-    succeeded, failed = asyncio.run(
+    report = asyncio.run(
         collect(
             server=servers,
             agent=args.agent,
@@ -173,14 +201,14 @@ def _collect(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             sampling=sampling,
             resume=args.resume,
+            force=args.force,
             token=os.environ.get(args.token_env),
             credentials=credentials,
         )
     )
-    print(f"wrote {succeeded} rollouts to {args.output}; aggregate metrics in {metrics_path(args.output)}")
-    if failed:
-        print(f"{failed} rollouts failed: see {failures_path(args.output)}", file=sys.stderr)
-    return 0
+    for line in report.lines(args.output):
+        print(line, file=sys.stderr if report.failed and "failed" in line else sys.stdout)
+    return EXIT_ROLLOUTS_FAILED if report.failed and not args.allow_failures else 0
 
 
 def _list(args: argparse.Namespace) -> int:

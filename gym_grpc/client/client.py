@@ -13,15 +13,17 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from gym_grpc._proto.gym.v1 import agent_pb2_grpc, rollout_pb2, rollout_pb2_grpc
-from gym_grpc.client.stream import _StreamContext, open_stream
-from gym_grpc.protocol import collection
+from gym_grpc.protocol import records, stubs
 from gym_grpc.protocol.events import CollectionRequest, Event
-from gym_grpc.protocol.streams import StreamOptions
+from gym_grpc.protocol.records import RecordEvent, RowsRequest
+
+if TYPE_CHECKING:  # StreamRollouts' client and the pydantic domain load on first use: `collect` starts without them
+    from gym_grpc.client.stream import _StreamContext
+    from gym_grpc.protocol.streams import StreamOptions
 
 DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -58,9 +60,8 @@ class GymClient:
         else:
             self.channel = grpc.aio.secure_channel(target, credentials, options=options)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        # The stub classes serve both channel kinds; their stubs type the aio flavour separately.
-        self.rollouts: rollout_pb2_grpc.RolloutServiceAsyncStub = rollout_pb2_grpc.RolloutServiceStub(self.channel)  # type: ignore[assignment]
-        self.agents: agent_pb2_grpc.AgentServiceAsyncStub = agent_pb2_grpc.AgentServiceStub(self.channel)  # type: ignore[assignment]
+        self.rollouts = stubs.rollout_stub(self.channel)
+        self.agents = stubs.agent_stub(self.channel)
 
     async def __aenter__(self) -> GymClient:
         return self
@@ -72,12 +73,16 @@ class GymClient:
         await self.channel.close()
 
     async def stream(
-        self, request: CollectionRequest, *, timeout: float | None = None
-    ) -> AsyncIterator[rollout_pb2.CollectRolloutsResponse]:
-        """The raw event protos (for writers that keep the wire form, such as the JSONL collector)."""
-        call = self.rollouts.CollectRollouts(
-            collection.request_to_proto(request), timeout=timeout, metadata=self.metadata
-        )
+        self, request: CollectionRequest | RowsRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[stubs.CollectEventProto]:
+        """The raw event protos (for benchmarks and writers that keep the wire form)."""
+        if isinstance(request, RowsRequest):
+            message = records.request_to_proto(request)
+        else:
+            from gym_grpc.protocol import collection  # the pydantic domain: imported by the clients that use it
+
+            message = collection.request_to_proto(request)
+        call = self.rollouts.CollectRollouts(message, timeout=timeout, metadata=self.metadata)
         try:
             async for event in call:
                 yield event
@@ -86,14 +91,23 @@ class GymClient:
 
     def stream_rollouts(self, options: StreamOptions, *, timeout: float | None = None) -> _StreamContext:
         """Open a StreamRollouts call: `async with client.stream_rollouts(options) as stream: ...`."""
+        from gym_grpc.client.stream import open_stream
+
         return open_stream(self.rollouts, options, self.metadata, timeout)
 
     async def collect_rollouts(
         self, request: CollectionRequest, *, timeout: float | None = None
     ) -> AsyncIterator[Event]:
         """Events as they happen: Started, then Finished / GroupDone / Heartbeat, then Summary."""
+        from gym_grpc.protocol import collection
+
         async for event in self.stream(request, timeout=timeout):
             yield collection.event_from_proto(event)
+
+    async def records(self, request: RowsRequest, *, timeout: float | None = None) -> AsyncIterator[RecordEvent]:
+        """The same events with each finished rollout as its JSONL record (`Record`), for writers of rollout files."""
+        async for event in self.stream(request, timeout=timeout):
+            yield records.record_event_from_proto(event)
 
 
 def collect_rollouts_sync(target: str, request: CollectionRequest, **client_options: Any) -> Iterator[Event]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from gym_grpc.agents.simple import RolloutSpec, SimpleAgent
 from gym_grpc.collect import ids
 from gym_grpc.collect.tally import CollectionTally, GroupTally
+from gym_grpc.collect.waits import Waits
 from gym_grpc.errors import ServerDrainingError
 from gym_grpc.protocol.events import Event, Finished, Heartbeat, Started
 from gym_grpc.protocol.rollouts import Rollout, Sampling, Task
@@ -52,6 +53,7 @@ class Collector:
         self.started = 0
         self._idle_workers = 0
         self._all_idle = asyncio.Event()
+        self.waits = Waits()  # what the rollouts in flight wait on (heartbeats carry it)
 
     def _plan_groups(self) -> tuple[str, dict[int, GroupTally], int]:
         """The collection id, the groups that have rollouts to run (by task index), and how many were skipped.
@@ -90,7 +92,8 @@ class Collector:
                 self.started += 1
                 self.in_flight += 1
                 try:
-                    rollout = await self.agent.run(spec)
+                    with self.waits.rollout():
+                        rollout = await self.agent.run(spec)
                 finally:
                     self.in_flight -= 1
                 await queue.put(rollout)
@@ -118,7 +121,7 @@ class Collector:
             for _ in range(total):
                 rollout = await self._next(queue, workers)
                 while rollout is None:
-                    yield Heartbeat(completed=tally.delivered, in_flight=self.in_flight)
+                    yield Heartbeat(tally.delivered, self.in_flight, self.waits.snapshot())
                     rollout = await self._next(queue, workers)
                 done = tally.add(rollout)
                 yield Finished(rollout)

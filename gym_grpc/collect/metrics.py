@@ -21,9 +21,12 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from gym_grpc.protocol.events import MetricStats
-from gym_grpc.protocol.rollouts import MetricValue
+
+if TYPE_CHECKING:
+    from gym_grpc.protocol.rollouts import MetricValue
 
 ANSWER_KEY = "extracted_answer"
 

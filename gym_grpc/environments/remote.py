@@ -27,10 +27,9 @@ from typing import TypeVar
 
 import grpc
 
-from gym_grpc._proto.gym.v1 import environment_pb2, environment_pb2_grpc
 from gym_grpc.environments.host import ToolResult
 from gym_grpc.errors import EnvironmentFailedError, NotFoundError, SessionLostError
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.environment_rpc import EnvironmentRpc
 from gym_grpc.protocol.rollouts import Task, VerifyResult
 from gym_grpc.protocol.types import FunctionTool, Response
 from gym_grpc.retry import LEDGER, RetryPolicy
@@ -77,14 +76,12 @@ class RemoteEnvironment:
         self.remote_name = remote_name or name
         self.timeout = timeout
         self.retry = retry or RetryPolicy(max_attempts=3, initial_backoff=0.2, max_backoff=2.0)
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         if credentials is None:
             self.channel = grpc.aio.insecure_channel(address)
         else:
             self.channel = grpc.aio.secure_channel(address, credentials)
-        self.stub: environment_pb2_grpc.EnvironmentServiceAsyncStub = environment_pb2_grpc.EnvironmentServiceStub(  # type: ignore[assignment]
-            self.channel
-        )
+        self.rpc = EnvironmentRpc(self.channel, self.remote_name, timeout=timeout, metadata=metadata)
         self.address = address
 
     async def _call(
@@ -115,50 +112,28 @@ class RemoteEnvironment:
                 attempt += 1
 
     async def list_tools(self) -> list[FunctionTool]:
-        request = environment_pb2.ListToolsRequest(environment=self.remote_name)
-        reply = await self._call(
-            "ListTools", lambda: self.stub.ListTools(request, timeout=self.timeout, metadata=self.metadata)
-        )
-        return [convert.tool_from_proto(t) for t in reply.tools]
+        return await self._call("ListTools", self.rpc.list_tools)
 
     async def seed_session(self, task: Task, seed: int | None = None) -> str:
-        request = environment_pb2.SeedSessionRequest(environment=self.remote_name, task=convert.task_to_proto(task))
-        if seed is not None:
-            request.seed = seed
-        reply = await self._call(
-            "SeedSession",
-            lambda: self.stub.SeedSession(request, timeout=self.timeout, metadata=self.metadata),
-            retryable=SEED_RETRYABLE,
-        )
-        return reply.session_id
+        return await self._call("SeedSession", lambda: self.rpc.seed_session(task, seed), retryable=SEED_RETRYABLE)
 
     async def call_tool(self, session_id: str, name: str, arguments: str, *, call_id: str = "") -> ToolResult:
         """`call_id` is the idempotency key of the call in its session (the agent makes it unique per episode)."""
-        request = environment_pb2.CallToolRequest(
-            environment=self.remote_name, session_id=session_id, name=name, arguments=arguments, call_id=call_id
-        )
         retryable = RETRYABLE if call_id else NEVER_RAN  # without a key, a repeat could run the tool twice
         reply = await self._call(
             "CallTool",
-            lambda: self.stub.CallTool(request, timeout=self.timeout, metadata=self.metadata),
+            lambda: self.rpc.call_tool(session_id, name, arguments, call_id=call_id),
             retryable=retryable,
             session=True,
         )
         return ToolResult(reply.output, reply.is_error)
 
     async def verify(self, session_id: str, response: Response) -> VerifyResult:
-        request = environment_pb2.VerifyRequest(
-            environment=self.remote_name, session_id=session_id, response=convert.response_to_proto(response)
-        )
-        reply = await self._call(
-            "Verify", lambda: self.stub.Verify(request, timeout=self.timeout, metadata=self.metadata), session=True
-        )
-        return convert.verify_result_from_proto(reply.result)
+        return await self._call("Verify", lambda: self.rpc.verify(session_id, response), session=True)
 
     async def close_session(self, session_id: str) -> None:
-        request = environment_pb2.CloseSessionRequest(environment=self.remote_name, session_id=session_id)
         try:
-            await self.stub.CloseSession(request, timeout=self.timeout, metadata=self.metadata)
+            await self.rpc.close_session(session_id)
         except grpc.aio.AioRpcError as exc:
             log.warning("closing session %s on %s failed: %s", session_id, self.address, exc.code().name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gym_grpc._proto.gym.v1 import responses_pb2
 from gym_grpc._proto.gym.v1 import rollout_pb2 as pb
 from gym_grpc.errors import InvalidArgumentError
-from gym_grpc.protocol import convert
+from gym_grpc.protocol import convert, records
 from gym_grpc.protocol.events import (
     CollectionRequest,
     Event,
@@ -14,7 +14,6 @@ from gym_grpc.protocol.events import (
     Heartbeat,
     MetricStats,
     Started,
-    Summary,
 )
 from gym_grpc.protocol.types import ResponseCreateParams
 
@@ -139,7 +138,9 @@ def event_to_proto(event: Event, *, with_tokens: bool = True) -> pb.CollectRollo
             group.mean_reward = event.mean_reward
         return pb.CollectRolloutsResponse(group_complete=group)
     if isinstance(event, Heartbeat):
-        return pb.CollectRolloutsResponse(heartbeat=pb.Heartbeat(completed=event.completed, in_flight=event.in_flight))
+        waits = [pb.InFlightWait(on=w.on, rollouts=w.rollouts, longest_seconds=w.longest_seconds) for w in event.waits]
+        heartbeat = pb.Heartbeat(completed=event.completed, in_flight=event.in_flight, waits=waits)
+        return pb.CollectRolloutsResponse(heartbeat=heartbeat)
     summary = pb.CollectionSummary(
         succeeded=event.succeeded,
         failed=event.failed,
@@ -152,20 +153,6 @@ def event_to_proto(event: Event, *, with_tokens: bool = True) -> pb.CollectRollo
 
 
 def event_from_proto(event: pb.CollectRolloutsResponse) -> Event:
-    which = event.WhichOneof("event")
-    if which == "rollout":
+    if event.WhichOneof("event") == "rollout":
         return Finished(convert.rollout_from_proto(event.rollout))
-    if which == "started":
-        s = event.started
-        return Started(s.collection_id, s.total_tasks, s.total_rollouts, s.num_repeats)
-    if which == "group_complete":
-        g = event.group_complete
-        mean = g.mean_reward if g.HasField("mean_reward") else None
-        return GroupDone(g.group_id, g.task_index, g.succeeded, g.failed, mean, g.group_size, g.partial)
-    if which == "heartbeat":
-        return Heartbeat(event.heartbeat.completed, event.heartbeat.in_flight)
-    if which == "summary":
-        m = event.summary
-        metrics = {k: MetricStats(v.count, v.mean, v.std, v.min, v.max) for k, v in m.metrics.items()}
-        return Summary(m.succeeded, m.failed, m.skipped, metrics, m.duration_seconds)
-    raise ValueError("empty CollectRolloutsResponse")
+    return records.lifecycle_from_proto(event)

@@ -73,16 +73,24 @@ def _common(item: Any, out: Any) -> bool:
 
 
 def _part(part: Any, target: pb.ContentPart) -> bool:
-    if part.model_extra:
-        return False
+    """Text parts; their extra keys (a real server's `logprobs: []` on output text) go to `extra_json` in the order
+    the JSON path writes them."""
+    extra = part.model_extra
     if isinstance(part, OutputText):
         text = target.output_text
         text.text = part.text
-        if "annotations" in part.model_fields_set:
+        annotated = "annotations" in part.model_fields_set
+        if extra:
+            rest = {"annotations": part.annotations} if annotated else {}
+            rest.update(extra)
+            text.extra_json = dumps(rest)
+        elif annotated:
             text.extra_json = _NO_ANNOTATIONS if not part.annotations else dumps({"annotations": part.annotations})
         return True
     if isinstance(part, InputText):
         target.input_text.text = part.text
+        if extra:
+            target.input_text.extra_json = dumps(extra)
         return True
     return False
 

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from gym_grpc.protocol.rollouts import Rollout, Sampling, Task
+if TYPE_CHECKING:  # the pydantic models cost a client that only writes records ~0.3 s of start-up: imported on use
+    from gym_grpc.protocol.rollouts import Rollout, Sampling, Task
+
+
+def _default_sampling() -> Sampling:
+    from gym_grpc.protocol.rollouts import Sampling
+
+    return Sampling()
 
 
 @dataclass(frozen=True)
@@ -17,7 +25,7 @@ class CollectionRequest:
     limit: int | None = None
     num_repeats: int = 1
     max_in_flight: int = 0
-    sampling: Sampling = field(default_factory=Sampling)
+    sampling: Sampling = field(default_factory=_default_sampling)
     rollout_timeout: float | None = None
     with_tokens: bool = True
     with_training: bool = False  # the TRAINING view: FULL plus each rollout's token training view
@@ -59,9 +67,20 @@ class GroupDone:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """`rollouts` of the collection wait on `on` ("model", "tool", "verify", "environment"); the longest for
+    `longest_seconds`."""
+
+    on: str
+    rollouts: int
+    longest_seconds: float
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     completed: int
     in_flight: int
+    waits: tuple[Wait, ...] = ()
 
 
 @dataclass(frozen=True)

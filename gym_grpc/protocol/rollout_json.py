@@ -19,7 +19,6 @@ from google.rpc import error_details_pb2 as _error_details  # noqa: F401  (regis
 from google.rpc import status_pb2
 
 from gym_grpc._proto.gym.v1 import rollout_pb2, task_pb2
-from gym_grpc.protocol import training
 from gym_grpc.protocol.fields import Fields, JsonObject, dumps, loads_object
 from gym_grpc.protocol.params_json import params_to_json, params_to_proto
 from gym_grpc.protocol.response_json import response_to_json, response_to_proto
@@ -165,6 +164,14 @@ def _agent_name(value: Any) -> str | None:
     return None
 
 
+def _training_from_json(view: JsonObject, out: rollout_pb2.TrainingView) -> bool:
+    """The training-view codec builds on the pydantic domain types, which a client that only writes records
+    (`gym-grpc collect`) never loads: it is imported when a rollout has a view."""
+    from gym_grpc.protocol import training
+
+    return training.from_json(view, out)
+
+
 def rollout_to_proto(record: JsonObject) -> rollout_pb2.Rollout:
     """A rollout record (one line of the rollout JSONL) as a Rollout."""
     f = Fields(record)
@@ -224,7 +231,7 @@ def rollout_to_proto(record: JsonObject) -> rollout_pb2.Rollout:
         if version is not None:
             setattr(rollout, key, version)
     view = f.obj("training_view")
-    if view is not None and not training.from_json(view, rollout.training_view):
+    if view is not None and not _training_from_json(view, rollout.training_view):
         rollout.ClearField("training_view")
         f.untake("training_view")
     rollout.task_extra_json = f.extra_json()
@@ -267,6 +274,8 @@ def rollout_to_json(rollout: rollout_pb2.Rollout) -> JsonObject:
     if rollout.HasField("max_policy_version"):
         out["max_policy_version"] = rollout.max_policy_version
     if rollout.HasField("training_view"):
+        from gym_grpc.protocol import training  # see _training_from_json
+
         out["training_view"] = training.to_json(rollout.training_view)
     if names:
         out[VERIFY_FIELDS_KEY] = names

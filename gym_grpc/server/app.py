@@ -75,29 +75,10 @@ class GymServer:
         self.port = 0
         self.metrics_port: int | None = None
 
-    def _bind(self, host: str, port: int) -> int:
-        tls = self.config.server.tls
-        address = f"{host}:{port}"
-        if tls is None:
-            if not _is_loopback(host) and not self.config.server.allow_insecure:
-                raise ConfigError(
-                    f"server.host {host!r} is not loopback: configure server.tls, or set server.allow_insecure: true"
-                )
-            return self.server.add_insecure_port(address)
-        try:
-            key, cert = Path(tls.key).read_bytes(), Path(tls.cert).read_bytes()
-            ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
-        except OSError as exc:
-            raise ConfigError(f"server.tls: cannot read {exc.filename}: {exc.strerror}") from None
-        credentials = grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
-        )
-        return self.server.add_secure_port(address, credentials)
-
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         host = host or self.config.server.host
         port = self.config.server.port if port is None else port
-        self.port = self._bind(host, port)
+        self.port = bind(self.server, self.config, host, port)
         if self.port == 0:
             raise OSError(f"cannot bind {host}:{port}")
         if self.config.server.metrics_port is not None:
@@ -120,6 +101,25 @@ class GymServer:
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+
+def bind(server: grpc.aio.Server, config: GymConfig, host: str, port: int) -> int:
+    """Add the configured listening port (TLS or, on loopback or when allowed, plaintext); the bound port."""
+    tls = config.server.tls
+    address = f"{host}:{port}"
+    if tls is None:
+        if not _is_loopback(host) and not config.server.allow_insecure:
+            raise ConfigError(
+                f"server.host {host!r} is not loopback: configure server.tls, or set server.allow_insecure: true"
+            )
+        return server.add_insecure_port(address)
+    try:
+        key, cert = Path(tls.key).read_bytes(), Path(tls.cert).read_bytes()
+        ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
+    except OSError as exc:
+        raise ConfigError(f"server.tls: cannot read {exc.filename}: {exc.strerror}") from None
+    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+    return server.add_secure_port(address, credentials)
 
 
 def _is_loopback(host: str) -> bool:

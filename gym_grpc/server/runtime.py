@@ -6,7 +6,6 @@ file and the line), then served from memory: a request never re-reads a file."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from pathlib import Path
@@ -23,9 +22,9 @@ from gym_grpc.environments.remote import RemoteEnvironment, channel_credentials
 from gym_grpc.errors import ConfigError, InvalidArgumentError, NotFoundError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.factory import build_model
-from gym_grpc.protocol.convert import task_from_json
 from gym_grpc.protocol.events import CollectionRequest
 from gym_grpc.protocol.rollouts import Task
+from gym_grpc.protocol.task_file import read_tasks  # moved to protocol/ (the client reads task files too)
 from gym_grpc.server import telemetry
 
 log = logging.getLogger(__name__)
@@ -207,18 +206,3 @@ def _load_dataset(name: str, path: str) -> list[Task]:
         raise ConfigError(f"datasets.{name}: cannot read {path}: {exc.strerror}") from None
     except InvalidArgumentError as exc:
         raise ConfigError(f"datasets.{name}: {exc.message}") from None
-
-
-def read_tasks(path: Path) -> list[Task]:
-    """Task rows of a JSONL file; a bad line is an InvalidArgumentError naming the file and the line number."""
-    tasks = []
-    with path.open() as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgumentError.field(f"{path}:{number}", f"invalid JSON: {exc.msg}") from None
-            tasks.append(task_from_json(row, f"{path}:{number}"))
-    return tasks

@@ -32,7 +32,7 @@ from gym_grpc.errors import (
 )
 from gym_grpc.protocol import collection, convert, streams
 from gym_grpc.protocol.complete import complete_response
-from gym_grpc.protocol.events import Finished
+from gym_grpc.protocol.events import Finished, Summary
 from gym_grpc.server import telemetry
 from gym_grpc.server.runtime import Runtime
 from gym_grpc.server.status import Undecodable, status_proto, streaming, unary
@@ -129,6 +129,15 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
             async for event in Collector(agent, plan, self.runtime.draining).events():
                 if isinstance(event, Finished):
                     telemetry.observe(event.rollout)
+                elif isinstance(event, Summary):  # the collection's access-log line (failures are logged each)
+                    log.info(
+                        "collection for %s done: %d succeeded, %d failed, %d skipped in %.1f s",
+                        plan.agent,
+                        event.succeeded,
+                        event.failed,
+                        event.skipped,
+                        event.duration_seconds,
+                    )
                 yield encoder.encode(event)
         finally:
             self.active -= 1

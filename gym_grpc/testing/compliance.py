@@ -31,11 +31,11 @@ from typing import Any
 
 import grpc
 
-from gym_grpc._proto.gym.v1 import environment_pb2_grpc
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.environments.base import Environment
 from gym_grpc.environments.host import EnvironmentHost
 from gym_grpc.environments.registry import load_environment
+from gym_grpc.protocol.environment_rpc import EnvironmentRpc
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.server.app import GymServer
 from gym_grpc.server.runtime import Runtime
@@ -150,8 +150,7 @@ async def check_server(
     else:
         channel = grpc.aio.secure_channel(address, credentials)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    stub: environment_pb2_grpc.EnvironmentServiceAsyncStub = environment_pb2_grpc.EnvironmentServiceStub(channel)  # type: ignore[assignment]
-    probe = checks.Probe(stub, environment, timeout, metadata)
+    probe = checks.Probe(EnvironmentRpc(channel, environment, timeout=timeout, metadata=metadata))
     try:
         results = await _checks(probe, task or DEFAULT_TASK, seed, tool_calls)
     finally:

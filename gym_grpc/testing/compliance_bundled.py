@@ -14,7 +14,7 @@ from gym_grpc.config import load_config
 from gym_grpc.config.schema import EnvironmentConfig, GymConfig
 from gym_grpc.errors import GymError
 from gym_grpc.protocol.rollouts import Task
-from gym_grpc.server.runtime import read_tasks
+from gym_grpc.protocol.task_file import read_tasks
 from gym_grpc.testing.compliance import DEFAULT_TASK, ComplianceReport, check_environment
 
 log = logging.getLogger(__name__)

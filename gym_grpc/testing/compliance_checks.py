@@ -5,22 +5,26 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
-from gym_grpc._proto.gym.v1 import environment_pb2, environment_pb2_grpc
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.environment_rpc import EnvironmentRpc, ToolReply, status_of
 from gym_grpc.protocol.rollouts import Task, VerifyResult
 from gym_grpc.protocol.types import FunctionTool, Response
 from gym_grpc.testing.compliance_schema import example_value, schema_problem, wrong_type_arguments
 
 EMPTY = Response(id="compliance-empty", output=[])
 ToolCall = tuple[str, dict[str, Any]]
-
+T = TypeVar("T")
 _call_ids = itertools.count()
+
+
+def _call_id() -> str:
+    """A unique call id: a call_id is the call's idempotency key in its session."""
+    return f"compliance-{next(_call_ids)}"
 
 
 @dataclass(frozen=True)
@@ -40,73 +44,45 @@ class CheckFailedError(Exception):
 class Probe:
     """Calls one environment of a server, turning RPC errors into CheckFailedError with the method and status."""
 
-    stub: environment_pb2_grpc.EnvironmentServiceAsyncStub
-    environment: str
-    timeout: float
-    metadata: tuple[tuple[str, str], ...] = ()
+    rpc: EnvironmentRpc
     opened: list[str] = field(default_factory=list)
 
-    async def rpc(self, method: str, request: Any) -> Any:
+    @property
+    def environment(self) -> str:
+        return self.rpc.environment
+
+    async def _checked(self, method: str, call: Awaitable[T]) -> T:
         try:
-            return await getattr(self.stub, method)(request, timeout=self.timeout, metadata=self.metadata)
+            return await call
         except grpc.aio.AioRpcError as exc:
             raise CheckFailedError(f"{method} failed with {exc.code().name}: {exc.details()}") from None
 
-    async def status_of(self, method: str, request: Any) -> grpc.StatusCode:
-        try:
-            await getattr(self.stub, method)(request, timeout=self.timeout, metadata=self.metadata)
-        except grpc.aio.AioRpcError as exc:
-            return exc.code()
-        return grpc.StatusCode.OK
-
     async def tools(self) -> list[FunctionTool]:
-        reply = await self.rpc("ListTools", environment_pb2.ListToolsRequest(environment=self.environment))
-        return [convert.tool_from_proto(t) for t in reply.tools]
+        return await self._checked("ListTools", self.rpc.list_tools())
 
     async def seed(self, task: Task, seed: int | None) -> str:
-        request = environment_pb2.SeedSessionRequest(environment=self.environment, task=convert.task_to_proto(task))
-        if seed is not None:
-            request.seed = seed
-        session: str = (await self.rpc("SeedSession", request)).session_id
+        session = await self._checked("SeedSession", self.rpc.seed_session(task, seed))
         if not session:
             raise CheckFailedError("SeedSession returned an empty session_id")
         self.opened.append(session)
         return session
 
-    def _call_request(self, session: str, name: str, arguments: str) -> environment_pb2.CallToolRequest:
-        return environment_pb2.CallToolRequest(
-            environment=self.environment,
-            session_id=session,
-            name=name,
-            arguments=arguments,
-            call_id=f"compliance-{next(_call_ids)}",  # unique: a call_id is the call's idempotency key
-        )
-
-    async def call(self, session: str, name: str, arguments: str) -> environment_pb2.CallToolResponse:
-        reply: environment_pb2.CallToolResponse = await self.rpc(
-            "CallTool", self._call_request(session, name, arguments)
-        )
-        return reply
+    async def call(self, session: str, name: str, arguments: str) -> ToolReply:
+        return await self._checked("CallTool", self.rpc.call_tool(session, name, arguments, call_id=_call_id()))
 
     async def verify(self, session: str, response: Response = EMPTY) -> VerifyResult:
-        request = environment_pb2.VerifyRequest(
-            environment=self.environment, session_id=session, response=convert.response_to_proto(response)
-        )
-        result = (await self.rpc("Verify", request)).result
+        result = await self._checked("Verify", self.rpc.verify(session, response))
         if not math.isfinite(result.reward) or not 0.0 <= result.reward <= 1.0:
             raise CheckFailedError(f"Verify returned reward {result.reward}, outside [0, 1]")
-        return convert.verify_result_from_proto(result)
+        return result
 
     async def close_all(self) -> None:
         """Close every session this probe opened, ignoring errors (most are closed already)."""
         for session in self.opened:
-            request = environment_pb2.CloseSessionRequest(environment=self.environment, session_id=session)
-            await self.status_of("CloseSession", request)
+            await status_of(self.rpc.close_session(session))
 
     async def close(self, session: str) -> None:
-        await self.rpc(
-            "CloseSession", environment_pb2.CloseSessionRequest(environment=self.environment, session_id=session)
-        )
+        await self._checked("CloseSession", self.rpc.close_session(session))
 
 
 def plan_calls(tools: Sequence[FunctionTool], given: Sequence[ToolCall] | None) -> list[ToolCall]:
@@ -202,22 +178,17 @@ async def check_bad_arguments(probe: Probe, session: str, tools: Sequence[Functi
 async def check_close(probe: Probe, session: str, tools: Sequence[FunctionTool]) -> CheckResult:
     await probe.close(session)
     name = tools[0].name if tools else "__compliance_no_such_tool__"
-    call_code = await probe.status_of("CallTool", probe._call_request(session, name, "{}"))
-    verify_request = environment_pb2.VerifyRequest(
-        environment=probe.environment, session_id=session, response=convert.response_to_proto(EMPTY)
-    )
-    verify_code = await probe.status_of("Verify", verify_request)
+    call_code = await status_of(probe.rpc.call_tool(session, name, "{}", call_id=_call_id()))
+    verify_code = await status_of(probe.rpc.verify(session, EMPTY))
     problems = [
         f"{method} on a closed session gave {code.name}, want NOT_FOUND"
         for method, code in (("CallTool", call_code), ("Verify", verify_code))
         if code != grpc.StatusCode.NOT_FOUND
     ]
-    again = await probe.status_of(
-        "CloseSession", environment_pb2.CloseSessionRequest(environment=probe.environment, session_id=session)
-    )
+    again = await status_of(probe.rpc.close_session(session))
     if again != grpc.StatusCode.OK:
         problems.append(f"closing a session twice gave {again.name}, want OK")
-    unknown = await probe.status_of("CallTool", probe._call_request("compliance-no-such-session", name, "{}"))
+    unknown = await status_of(probe.rpc.call_tool("compliance-no-such-session", name, "{}", call_id=_call_id()))
     if unknown != grpc.StatusCode.NOT_FOUND:
         problems.append(f"CallTool on an unknown session gave {unknown.name}, want NOT_FOUND")
     if problems:

@@ -221,7 +221,10 @@ class ModelServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def start(self, port: int = 0) -> ModelServer:
-        self._runner = web.AppRunner(build_app(self.script), access_log=None, shutdown_timeout=0.5)
+        # handler_cancellation: a client that goes away cancels its handler, as real model servers stop generating.
+        self._runner = web.AppRunner(
+            build_app(self.script), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)  # hung handlers are cancelled at stop()
         await site.start()

@@ -746,19 +746,53 @@ class Heartbeat(google.protobuf.message.Message):
 
     COMPLETED_FIELD_NUMBER: builtins.int
     IN_FLIGHT_FIELD_NUMBER: builtins.int
+    WAITS_FIELD_NUMBER: builtins.int
     completed: builtins.int
     """Rollouts delivered so far."""
     in_flight: builtins.int
     """Rollouts running now."""
+    @property
+    def waits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___InFlightWait]:
+        """What the rollouts running now wait on, one entry per kind of wait (absent kinds: none waiting)."""
+
     def __init__(
         self,
         *,
         completed: builtins.int = ...,
         in_flight: builtins.int = ...,
+        waits: collections.abc.Iterable[global___InFlightWait] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["completed", b"completed", "in_flight", b"in_flight"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["completed", b"completed", "in_flight", b"in_flight", "waits", b"waits"]) -> None: ...
 
 global___Heartbeat = Heartbeat
+
+@typing.final
+class InFlightWait(google.protobuf.message.Message):
+    """Rollouts of a collection that wait on one kind of call now (in a Heartbeat)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ON_FIELD_NUMBER: builtins.int
+    ROLLOUTS_FIELD_NUMBER: builtins.int
+    LONGEST_SECONDS_FIELD_NUMBER: builtins.int
+    on: builtins.str
+    """What they wait on: "model" (a model call), "tool" (a tool call), "verify", or "environment" (seeding or
+    closing a session).
+    """
+    rollouts: builtins.int
+    """How many rollouts wait on it."""
+    longest_seconds: builtins.float
+    """How long the longest of these waits has lasted so far, in seconds."""
+    def __init__(
+        self,
+        *,
+        on: builtins.str = ...,
+        rollouts: builtins.int = ...,
+        longest_seconds: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["longest_seconds", b"longest_seconds", "on", b"on", "rollouts", b"rollouts"]) -> None: ...
+
+global___InFlightWait = InFlightWait
 
 @typing.final
 class MetricStats(google.protobuf.message.Message):

@@ -1476,7 +1476,9 @@ type Heartbeat struct {
 	// Rollouts delivered so far.
 	Completed int32 `protobuf:"varint,1,opt,name=completed,proto3" json:"completed,omitempty"`
 	// Rollouts running now.
-	InFlight      int32 `protobuf:"varint,2,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	InFlight int32 `protobuf:"varint,2,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// What the rollouts running now wait on, one entry per kind of wait (absent kinds: none waiting).
+	Waits         []*InFlightWait `protobuf:"bytes,50,rep,name=waits,proto3" json:"waits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1525,6 +1527,78 @@ func (x *Heartbeat) GetInFlight() int32 {
 	return 0
 }
 
+func (x *Heartbeat) GetWaits() []*InFlightWait {
+	if x != nil {
+		return x.Waits
+	}
+	return nil
+}
+
+// Rollouts of a collection that wait on one kind of call now (in a Heartbeat).
+type InFlightWait struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What they wait on: "model" (a model call), "tool" (a tool call), "verify", or "environment" (seeding or
+	// closing a session).
+	On string `protobuf:"bytes,1,opt,name=on,proto3" json:"on,omitempty"`
+	// How many rollouts wait on it.
+	Rollouts int32 `protobuf:"varint,2,opt,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// How long the longest of these waits has lasted so far, in seconds.
+	LongestSeconds float64 `protobuf:"fixed64,3,opt,name=longest_seconds,json=longestSeconds,proto3" json:"longest_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InFlightWait) Reset() {
+	*x = InFlightWait{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InFlightWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InFlightWait) ProtoMessage() {}
+
+func (x *InFlightWait) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InFlightWait.ProtoReflect.Descriptor instead.
+func (*InFlightWait) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *InFlightWait) GetOn() string {
+	if x != nil {
+		return x.On
+	}
+	return ""
+}
+
+func (x *InFlightWait) GetRollouts() int32 {
+	if x != nil {
+		return x.Rollouts
+	}
+	return 0
+}
+
+func (x *InFlightWait) GetLongestSeconds() float64 {
+	if x != nil {
+		return x.LongestSeconds
+	}
+	return 0
+}
+
 // Aggregates of one numeric metric over the succeeded rollouts.
 type MetricStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1544,7 +1618,7 @@ type MetricStats struct {
 
 func (x *MetricStats) Reset() {
 	*x = MetricStats{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[12]
+	mi := &file_gym_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1630,7 @@ func (x *MetricStats) String() string {
 func (*MetricStats) ProtoMessage() {}
 
 func (x *MetricStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[12]
+	mi := &file_gym_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1643,7 @@ func (x *MetricStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricStats.ProtoReflect.Descriptor instead.
 func (*MetricStats) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{12}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MetricStats) GetCount() int32 {
@@ -1626,7 +1700,7 @@ type CollectionSummary struct {
 
 func (x *CollectionSummary) Reset() {
 	*x = CollectionSummary{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[13]
+	mi := &file_gym_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1712,7 @@ func (x *CollectionSummary) String() string {
 func (*CollectionSummary) ProtoMessage() {}
 
 func (x *CollectionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[13]
+	mi := &file_gym_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1725,7 @@ func (x *CollectionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectionSummary.ProtoReflect.Descriptor instead.
 func (*CollectionSummary) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{13}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CollectionSummary) GetSucceeded() int32 {
@@ -1708,7 +1782,7 @@ type CollectRolloutsResponse struct {
 
 func (x *CollectRolloutsResponse) Reset() {
 	*x = CollectRolloutsResponse{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[14]
+	mi := &file_gym_v1_rollout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1794,7 @@ func (x *CollectRolloutsResponse) String() string {
 func (*CollectRolloutsResponse) ProtoMessage() {}
 
 func (x *CollectRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[14]
+	mi := &file_gym_v1_rollout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1807,7 @@ func (x *CollectRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*CollectRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{14}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CollectRolloutsResponse) GetEvent() isCollectRolloutsResponse_Event {
@@ -1841,7 +1915,7 @@ type StalenessPolicy struct {
 
 func (x *StalenessPolicy) Reset() {
 	*x = StalenessPolicy{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[15]
+	mi := &file_gym_v1_rollout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1927,7 @@ func (x *StalenessPolicy) String() string {
 func (*StalenessPolicy) ProtoMessage() {}
 
 func (x *StalenessPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[15]
+	mi := &file_gym_v1_rollout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1940,7 @@ func (x *StalenessPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StalenessPolicy.ProtoReflect.Descriptor instead.
 func (*StalenessPolicy) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{15}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StalenessPolicy) GetMaxPolicyLag() int64 {
@@ -1918,7 +1992,7 @@ type StreamOpen struct {
 
 func (x *StreamOpen) Reset() {
 	*x = StreamOpen{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[16]
+	mi := &file_gym_v1_rollout_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2004,7 @@ func (x *StreamOpen) String() string {
 func (*StreamOpen) ProtoMessage() {}
 
 func (x *StreamOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[16]
+	mi := &file_gym_v1_rollout_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2017,7 @@ func (x *StreamOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOpen.ProtoReflect.Descriptor instead.
 func (*StreamOpen) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{16}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StreamOpen) GetAgent() string {
@@ -2043,7 +2117,7 @@ type KeyedTask struct {
 
 func (x *KeyedTask) Reset() {
 	*x = KeyedTask{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[17]
+	mi := &file_gym_v1_rollout_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2129,7 @@ func (x *KeyedTask) String() string {
 func (*KeyedTask) ProtoMessage() {}
 
 func (x *KeyedTask) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[17]
+	mi := &file_gym_v1_rollout_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2142,7 @@ func (x *KeyedTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyedTask.ProtoReflect.Descriptor instead.
 func (*KeyedTask) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{17}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeyedTask) GetTaskKey() string {
@@ -2096,7 +2170,7 @@ type StreamTasks struct {
 
 func (x *StreamTasks) Reset() {
 	*x = StreamTasks{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[18]
+	mi := &file_gym_v1_rollout_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2182,7 @@ func (x *StreamTasks) String() string {
 func (*StreamTasks) ProtoMessage() {}
 
 func (x *StreamTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[18]
+	mi := &file_gym_v1_rollout_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2195,7 @@ func (x *StreamTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamTasks.ProtoReflect.Descriptor instead.
 func (*StreamTasks) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{18}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StreamTasks) GetTasks() []*KeyedTask {
@@ -2142,7 +2216,7 @@ type StreamCredit struct {
 
 func (x *StreamCredit) Reset() {
 	*x = StreamCredit{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[19]
+	mi := &file_gym_v1_rollout_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2228,7 @@ func (x *StreamCredit) String() string {
 func (*StreamCredit) ProtoMessage() {}
 
 func (x *StreamCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[19]
+	mi := &file_gym_v1_rollout_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2241,7 @@ func (x *StreamCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCredit.ProtoReflect.Descriptor instead.
 func (*StreamCredit) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{19}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StreamCredit) GetGroups() int32 {
@@ -2192,7 +2266,7 @@ type StreamPolicy struct {
 
 func (x *StreamPolicy) Reset() {
 	*x = StreamPolicy{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[20]
+	mi := &file_gym_v1_rollout_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2278,7 @@ func (x *StreamPolicy) String() string {
 func (*StreamPolicy) ProtoMessage() {}
 
 func (x *StreamPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[20]
+	mi := &file_gym_v1_rollout_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2291,7 @@ func (x *StreamPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamPolicy.ProtoReflect.Descriptor instead.
 func (*StreamPolicy) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{20}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StreamPolicy) GetVersion() int64 {
@@ -2245,7 +2319,7 @@ type StreamAck struct {
 
 func (x *StreamAck) Reset() {
 	*x = StreamAck{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[21]
+	mi := &file_gym_v1_rollout_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2331,7 @@ func (x *StreamAck) String() string {
 func (*StreamAck) ProtoMessage() {}
 
 func (x *StreamAck) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[21]
+	mi := &file_gym_v1_rollout_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2344,7 @@ func (x *StreamAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAck.ProtoReflect.Descriptor instead.
 func (*StreamAck) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{21}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StreamAck) GetIds() []string {
@@ -2291,7 +2365,7 @@ type StreamCancel struct {
 
 func (x *StreamCancel) Reset() {
 	*x = StreamCancel{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[22]
+	mi := &file_gym_v1_rollout_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2377,7 @@ func (x *StreamCancel) String() string {
 func (*StreamCancel) ProtoMessage() {}
 
 func (x *StreamCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[22]
+	mi := &file_gym_v1_rollout_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2390,7 @@ func (x *StreamCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCancel.ProtoReflect.Descriptor instead.
 func (*StreamCancel) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{22}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StreamCancel) GetTaskKeys() []string {
@@ -2347,7 +2421,7 @@ type StreamRolloutsRequest struct {
 
 func (x *StreamRolloutsRequest) Reset() {
 	*x = StreamRolloutsRequest{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[23]
+	mi := &file_gym_v1_rollout_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2433,7 @@ func (x *StreamRolloutsRequest) String() string {
 func (*StreamRolloutsRequest) ProtoMessage() {}
 
 func (x *StreamRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[23]
+	mi := &file_gym_v1_rollout_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2446,7 @@ func (x *StreamRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*StreamRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{23}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StreamRolloutsRequest) GetMessage() isStreamRolloutsRequest_Message {
@@ -2499,7 +2573,7 @@ type StreamOpened struct {
 
 func (x *StreamOpened) Reset() {
 	*x = StreamOpened{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[24]
+	mi := &file_gym_v1_rollout_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2585,7 @@ func (x *StreamOpened) String() string {
 func (*StreamOpened) ProtoMessage() {}
 
 func (x *StreamOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[24]
+	mi := &file_gym_v1_rollout_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2598,7 @@ func (x *StreamOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOpened.ProtoReflect.Descriptor instead.
 func (*StreamOpened) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{24}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamOpened) GetStreamId() string {
@@ -2572,7 +2646,7 @@ type RolloutGroup struct {
 
 func (x *RolloutGroup) Reset() {
 	*x = RolloutGroup{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[25]
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2658,7 @@ func (x *RolloutGroup) String() string {
 func (*RolloutGroup) ProtoMessage() {}
 
 func (x *RolloutGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[25]
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2671,7 @@ func (x *RolloutGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutGroup.ProtoReflect.Descriptor instead.
 func (*RolloutGroup) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{25}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RolloutGroup) GetGroupId() string {
@@ -2653,7 +2727,7 @@ type GroupDropped struct {
 
 func (x *GroupDropped) Reset() {
 	*x = GroupDropped{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2739,7 @@ func (x *GroupDropped) String() string {
 func (*GroupDropped) ProtoMessage() {}
 
 func (x *GroupDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2752,7 @@ func (x *GroupDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDropped.ProtoReflect.Descriptor instead.
 func (*GroupDropped) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{26}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GroupDropped) GetGroupId() string {
@@ -2758,7 +2832,7 @@ type StreamHeartbeat struct {
 
 func (x *StreamHeartbeat) Reset() {
 	*x = StreamHeartbeat{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2844,7 @@ func (x *StreamHeartbeat) String() string {
 func (*StreamHeartbeat) ProtoMessage() {}
 
 func (x *StreamHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2857,7 @@ func (x *StreamHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHeartbeat.ProtoReflect.Descriptor instead.
 func (*StreamHeartbeat) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{27}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StreamHeartbeat) GetCreditsAvailable() int32 {
@@ -2855,7 +2929,7 @@ type StreamSummary struct {
 
 func (x *StreamSummary) Reset() {
 	*x = StreamSummary{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +2941,7 @@ func (x *StreamSummary) String() string {
 func (*StreamSummary) ProtoMessage() {}
 
 func (x *StreamSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +2954,7 @@ func (x *StreamSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSummary.ProtoReflect.Descriptor instead.
 func (*StreamSummary) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{28}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StreamSummary) GetSucceeded() int32 {
@@ -2967,7 +3041,7 @@ type StreamRolloutsResponse struct {
 
 func (x *StreamRolloutsResponse) Reset() {
 	*x = StreamRolloutsResponse{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3053,7 @@ func (x *StreamRolloutsResponse) String() string {
 func (*StreamRolloutsResponse) ProtoMessage() {}
 
 func (x *StreamRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3066,7 @@ func (x *StreamRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*StreamRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{29}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StreamRolloutsResponse) GetMessage() isStreamRolloutsResponse_Message {
@@ -3131,7 +3205,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	mi := &file_gym_v1_rollout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3143,7 +3217,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	mi := &file_gym_v1_rollout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3156,7 +3230,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{30}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StreamError) GetMessageIndex() int64 {
@@ -3293,10 +3367,15 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\n" +
 	"group_size\x18< \x01(\x05R\tgroupSize\x12\x18\n" +
 	"\apartial\x18= \x01(\bR\apartialB\x0e\n" +
-	"\f_mean_reward\"F\n" +
+	"\f_mean_reward\"r\n" +
 	"\tHeartbeat\x12\x1c\n" +
 	"\tcompleted\x18\x01 \x01(\x05R\tcompleted\x12\x1b\n" +
-	"\tin_flight\x18\x02 \x01(\x05R\binFlight\"m\n" +
+	"\tin_flight\x18\x02 \x01(\x05R\binFlight\x12*\n" +
+	"\x05waits\x182 \x03(\v2\x14.gym.v1.InFlightWaitR\x05waits\"c\n" +
+	"\fInFlightWait\x12\x0e\n" +
+	"\x02on\x18\x01 \x01(\tR\x02on\x12\x1a\n" +
+	"\brollouts\x18\x02 \x01(\x05R\brollouts\x12'\n" +
+	"\x0flongest_seconds\x18\x03 \x01(\x01R\x0elongestSeconds\"m\n" +
 	"\vMetricStats\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x05R\x05count\x12\x12\n" +
 	"\x04mean\x18\x02 \x01(\x01R\x04mean\x12\x10\n" +
@@ -3467,7 +3546,7 @@ func file_gym_v1_rollout_proto_rawDescGZIP() []byte {
 }
 
 var file_gym_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_gym_v1_rollout_proto_goTypes = []any{
 	(FailureKind)(0),                // 0: gym.v1.FailureKind
 	(RolloutView)(0),                // 1: gym.v1.RolloutView
@@ -3487,94 +3566,96 @@ var file_gym_v1_rollout_proto_goTypes = []any{
 	(*CollectionStarted)(nil),       // 15: gym.v1.CollectionStarted
 	(*GroupComplete)(nil),           // 16: gym.v1.GroupComplete
 	(*Heartbeat)(nil),               // 17: gym.v1.Heartbeat
-	(*MetricStats)(nil),             // 18: gym.v1.MetricStats
-	(*CollectionSummary)(nil),       // 19: gym.v1.CollectionSummary
-	(*CollectRolloutsResponse)(nil), // 20: gym.v1.CollectRolloutsResponse
-	(*StalenessPolicy)(nil),         // 21: gym.v1.StalenessPolicy
-	(*StreamOpen)(nil),              // 22: gym.v1.StreamOpen
-	(*KeyedTask)(nil),               // 23: gym.v1.KeyedTask
-	(*StreamTasks)(nil),             // 24: gym.v1.StreamTasks
-	(*StreamCredit)(nil),            // 25: gym.v1.StreamCredit
-	(*StreamPolicy)(nil),            // 26: gym.v1.StreamPolicy
-	(*StreamAck)(nil),               // 27: gym.v1.StreamAck
-	(*StreamCancel)(nil),            // 28: gym.v1.StreamCancel
-	(*StreamRolloutsRequest)(nil),   // 29: gym.v1.StreamRolloutsRequest
-	(*StreamOpened)(nil),            // 30: gym.v1.StreamOpened
-	(*RolloutGroup)(nil),            // 31: gym.v1.RolloutGroup
-	(*GroupDropped)(nil),            // 32: gym.v1.GroupDropped
-	(*StreamHeartbeat)(nil),         // 33: gym.v1.StreamHeartbeat
-	(*StreamSummary)(nil),           // 34: gym.v1.StreamSummary
-	(*StreamRolloutsResponse)(nil),  // 35: gym.v1.StreamRolloutsResponse
-	(*StreamError)(nil),             // 36: gym.v1.StreamError
-	nil,                             // 37: gym.v1.Rollout.MetricsEntry
-	nil,                             // 38: gym.v1.CollectionSummary.MetricsEntry
-	nil,                             // 39: gym.v1.StreamSummary.MetricsEntry
-	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
-	(*ResponseCreateParams)(nil),    // 41: gym.v1.ResponseCreateParams
-	(*Response)(nil),                // 42: gym.v1.Response
-	(*status.Status)(nil),           // 43: google.rpc.Status
-	(*Task)(nil),                    // 44: gym.v1.Task
-	(*MetricValue)(nil),             // 45: gym.v1.MetricValue
+	(*InFlightWait)(nil),            // 18: gym.v1.InFlightWait
+	(*MetricStats)(nil),             // 19: gym.v1.MetricStats
+	(*CollectionSummary)(nil),       // 20: gym.v1.CollectionSummary
+	(*CollectRolloutsResponse)(nil), // 21: gym.v1.CollectRolloutsResponse
+	(*StalenessPolicy)(nil),         // 22: gym.v1.StalenessPolicy
+	(*StreamOpen)(nil),              // 23: gym.v1.StreamOpen
+	(*KeyedTask)(nil),               // 24: gym.v1.KeyedTask
+	(*StreamTasks)(nil),             // 25: gym.v1.StreamTasks
+	(*StreamCredit)(nil),            // 26: gym.v1.StreamCredit
+	(*StreamPolicy)(nil),            // 27: gym.v1.StreamPolicy
+	(*StreamAck)(nil),               // 28: gym.v1.StreamAck
+	(*StreamCancel)(nil),            // 29: gym.v1.StreamCancel
+	(*StreamRolloutsRequest)(nil),   // 30: gym.v1.StreamRolloutsRequest
+	(*StreamOpened)(nil),            // 31: gym.v1.StreamOpened
+	(*RolloutGroup)(nil),            // 32: gym.v1.RolloutGroup
+	(*GroupDropped)(nil),            // 33: gym.v1.GroupDropped
+	(*StreamHeartbeat)(nil),         // 34: gym.v1.StreamHeartbeat
+	(*StreamSummary)(nil),           // 35: gym.v1.StreamSummary
+	(*StreamRolloutsResponse)(nil),  // 36: gym.v1.StreamRolloutsResponse
+	(*StreamError)(nil),             // 37: gym.v1.StreamError
+	nil,                             // 38: gym.v1.Rollout.MetricsEntry
+	nil,                             // 39: gym.v1.CollectionSummary.MetricsEntry
+	nil,                             // 40: gym.v1.StreamSummary.MetricsEntry
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
+	(*ResponseCreateParams)(nil),    // 42: gym.v1.ResponseCreateParams
+	(*Response)(nil),                // 43: gym.v1.Response
+	(*status.Status)(nil),           // 44: google.rpc.Status
+	(*Task)(nil),                    // 45: gym.v1.Task
+	(*MetricValue)(nil),             // 46: gym.v1.MetricValue
 }
 var file_gym_v1_rollout_proto_depIdxs = []int32{
 	2,  // 0: gym.v1.TrainingSegment.kind:type_name -> gym.v1.SegmentKind
 	6,  // 1: gym.v1.TrainingView.segments:type_name -> gym.v1.TrainingSegment
 	7,  // 2: gym.v1.TrainingView.prefix_violation:type_name -> gym.v1.PrefixViolation
-	40, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
-	41, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
-	42, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
-	37, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
+	41, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
+	42, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
+	43, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
+	38, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
 	10, // 7: gym.v1.Rollout.timing:type_name -> gym.v1.RolloutTiming
 	11, // 8: gym.v1.Rollout.stats:type_name -> gym.v1.RolloutStats
-	43, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
+	44, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
 	0,  // 10: gym.v1.Rollout.failure_kind:type_name -> gym.v1.FailureKind
 	8,  // 11: gym.v1.Rollout.training_view:type_name -> gym.v1.TrainingView
-	44, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
+	45, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
 	13, // 13: gym.v1.CollectRolloutsRequest.tasks:type_name -> gym.v1.TaskList
 	9,  // 14: gym.v1.CollectRolloutsRequest.sampling:type_name -> gym.v1.SamplingParams
 	1,  // 15: gym.v1.CollectRolloutsRequest.view:type_name -> gym.v1.RolloutView
-	38, // 16: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
-	15, // 17: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
-	12, // 18: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
-	16, // 19: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
-	17, // 20: gym.v1.CollectRolloutsResponse.heartbeat:type_name -> gym.v1.Heartbeat
-	19, // 21: gym.v1.CollectRolloutsResponse.summary:type_name -> gym.v1.CollectionSummary
-	4,  // 22: gym.v1.StalenessPolicy.action:type_name -> gym.v1.StalenessAction
-	9,  // 23: gym.v1.StreamOpen.sampling:type_name -> gym.v1.SamplingParams
-	1,  // 24: gym.v1.StreamOpen.view:type_name -> gym.v1.RolloutView
-	21, // 25: gym.v1.StreamOpen.staleness:type_name -> gym.v1.StalenessPolicy
-	3,  // 26: gym.v1.StreamOpen.delivery:type_name -> gym.v1.DeliveryMode
-	44, // 27: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
-	23, // 28: gym.v1.StreamTasks.tasks:type_name -> gym.v1.KeyedTask
-	22, // 29: gym.v1.StreamRolloutsRequest.open:type_name -> gym.v1.StreamOpen
-	24, // 30: gym.v1.StreamRolloutsRequest.tasks:type_name -> gym.v1.StreamTasks
-	25, // 31: gym.v1.StreamRolloutsRequest.credit:type_name -> gym.v1.StreamCredit
-	26, // 32: gym.v1.StreamRolloutsRequest.policy:type_name -> gym.v1.StreamPolicy
-	27, // 33: gym.v1.StreamRolloutsRequest.ack:type_name -> gym.v1.StreamAck
-	28, // 34: gym.v1.StreamRolloutsRequest.cancel:type_name -> gym.v1.StreamCancel
-	12, // 35: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
-	5,  // 36: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
-	39, // 37: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
-	30, // 38: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
-	12, // 39: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
-	31, // 40: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
-	32, // 41: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
-	33, // 42: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
-	34, // 43: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
-	36, // 44: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
-	43, // 45: gym.v1.StreamError.status:type_name -> google.rpc.Status
-	45, // 46: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
-	18, // 47: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	18, // 48: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	14, // 49: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
-	29, // 50: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
-	20, // 51: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
-	35, // 52: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
-	51, // [51:53] is the sub-list for method output_type
-	49, // [49:51] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	18, // 16: gym.v1.Heartbeat.waits:type_name -> gym.v1.InFlightWait
+	39, // 17: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
+	15, // 18: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
+	12, // 19: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
+	16, // 20: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
+	17, // 21: gym.v1.CollectRolloutsResponse.heartbeat:type_name -> gym.v1.Heartbeat
+	20, // 22: gym.v1.CollectRolloutsResponse.summary:type_name -> gym.v1.CollectionSummary
+	4,  // 23: gym.v1.StalenessPolicy.action:type_name -> gym.v1.StalenessAction
+	9,  // 24: gym.v1.StreamOpen.sampling:type_name -> gym.v1.SamplingParams
+	1,  // 25: gym.v1.StreamOpen.view:type_name -> gym.v1.RolloutView
+	22, // 26: gym.v1.StreamOpen.staleness:type_name -> gym.v1.StalenessPolicy
+	3,  // 27: gym.v1.StreamOpen.delivery:type_name -> gym.v1.DeliveryMode
+	45, // 28: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
+	24, // 29: gym.v1.StreamTasks.tasks:type_name -> gym.v1.KeyedTask
+	23, // 30: gym.v1.StreamRolloutsRequest.open:type_name -> gym.v1.StreamOpen
+	25, // 31: gym.v1.StreamRolloutsRequest.tasks:type_name -> gym.v1.StreamTasks
+	26, // 32: gym.v1.StreamRolloutsRequest.credit:type_name -> gym.v1.StreamCredit
+	27, // 33: gym.v1.StreamRolloutsRequest.policy:type_name -> gym.v1.StreamPolicy
+	28, // 34: gym.v1.StreamRolloutsRequest.ack:type_name -> gym.v1.StreamAck
+	29, // 35: gym.v1.StreamRolloutsRequest.cancel:type_name -> gym.v1.StreamCancel
+	12, // 36: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
+	5,  // 37: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
+	40, // 38: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
+	31, // 39: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
+	12, // 40: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
+	32, // 41: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
+	33, // 42: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
+	34, // 43: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
+	35, // 44: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
+	37, // 45: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
+	44, // 46: gym.v1.StreamError.status:type_name -> google.rpc.Status
+	46, // 47: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
+	19, // 48: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	19, // 49: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	14, // 50: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
+	30, // 51: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
+	21, // 52: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
+	36, // 53: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
+	52, // [52:54] is the sub-list for method output_type
+	50, // [50:52] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_gym_v1_rollout_proto_init() }
@@ -3592,16 +3673,16 @@ func file_gym_v1_rollout_proto_init() {
 		(*CollectRolloutsRequest_Dataset)(nil),
 	}
 	file_gym_v1_rollout_proto_msgTypes[10].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[14].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[15].OneofWrappers = []any{
 		(*CollectRolloutsResponse_Started)(nil),
 		(*CollectRolloutsResponse_Rollout)(nil),
 		(*CollectRolloutsResponse_GroupComplete)(nil),
 		(*CollectRolloutsResponse_Heartbeat)(nil),
 		(*CollectRolloutsResponse_Summary)(nil),
 	}
-	file_gym_v1_rollout_proto_msgTypes[15].OneofWrappers = []any{}
 	file_gym_v1_rollout_proto_msgTypes[16].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[23].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[17].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[24].OneofWrappers = []any{
 		(*StreamRolloutsRequest_Open)(nil),
 		(*StreamRolloutsRequest_Tasks)(nil),
 		(*StreamRolloutsRequest_Credit)(nil),
@@ -3609,10 +3690,10 @@ func file_gym_v1_rollout_proto_init() {
 		(*StreamRolloutsRequest_Ack)(nil),
 		(*StreamRolloutsRequest_Cancel)(nil),
 	}
-	file_gym_v1_rollout_proto_msgTypes[24].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[26].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[25].OneofWrappers = []any{}
 	file_gym_v1_rollout_proto_msgTypes[27].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[29].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[28].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[30].OneofWrappers = []any{
 		(*StreamRolloutsResponse_Opened)(nil),
 		(*StreamRolloutsResponse_Rollout)(nil),
 		(*StreamRolloutsResponse_Group)(nil),
@@ -3627,7 +3708,7 @@ func file_gym_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gym_v1_rollout_proto_rawDesc), len(file_gym_v1_rollout_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -576,6 +576,21 @@ export interface Heartbeat {
   completed: number;
   /** Rollouts running now. */
   inFlight: number;
+  /** What the rollouts running now wait on, one entry per kind of wait (absent kinds: none waiting). */
+  waits: InFlightWait[];
+}
+
+/** Rollouts of a collection that wait on one kind of call now (in a Heartbeat). */
+export interface InFlightWait {
+  /**
+   * What they wait on: "model" (a model call), "tool" (a tool call), "verify", or "environment" (seeding or
+   * closing a session).
+   */
+  on: string;
+  /** How many rollouts wait on it. */
+  rollouts: number;
+  /** How long the longest of these waits has lasted so far, in seconds. */
+  longestSeconds: number;
 }
 
 /** Aggregates of one numeric metric over the succeeded rollouts. */
@@ -3069,7 +3084,7 @@ export const GroupComplete: MessageFns<GroupComplete> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { completed: 0, inFlight: 0 };
+  return { completed: 0, inFlight: 0, waits: [] };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -3079,6 +3094,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.inFlight !== 0) {
       writer.uint32(16).int32(message.inFlight);
+    }
+    for (const v of message.waits) {
+      InFlightWait.encode(v!, writer.uint32(402).fork()).join();
     }
     return writer;
   },
@@ -3112,6 +3130,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.inFlight = reader.int32();
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.waits.push(InFlightWait.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3132,6 +3158,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.in_flight)
         ? globalThis.Number(object.in_flight)
         : 0,
+      waits: globalThis.Array.isArray(object?.waits) ? object.waits.map((e: any) => InFlightWait.fromJSON(e)) : [],
     };
   },
 
@@ -3143,6 +3170,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.inFlight !== 0) {
       obj.inFlight = Math.round(message.inFlight);
     }
+    if (message.waits?.length) {
+      obj.waits = message.waits.map((e) => InFlightWait.toJSON(e));
+    }
     return obj;
   },
 
@@ -3153,6 +3183,112 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     const message = createBaseHeartbeat();
     message.completed = object.completed ?? 0;
     message.inFlight = object.inFlight ?? 0;
+    message.waits = object.waits?.map((e) => InFlightWait.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseInFlightWait(): InFlightWait {
+  return { on: "", rollouts: 0, longestSeconds: 0 };
+}
+
+export const InFlightWait: MessageFns<InFlightWait> = {
+  encode(message: InFlightWait, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.on !== "") {
+      writer.uint32(10).string(message.on);
+    }
+    if (message.rollouts !== 0) {
+      writer.uint32(16).int32(message.rollouts);
+    }
+    if (message.longestSeconds !== 0) {
+      writer.uint32(25).double(message.longestSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InFlightWait {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInFlightWait();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.on = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rollouts = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.longestSeconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InFlightWait {
+    return {
+      on: isSet(object.on) ? globalThis.String(object.on) : "",
+      rollouts: isSet(object.rollouts) ? globalThis.Number(object.rollouts) : 0,
+      longestSeconds: isSet(object.longestSeconds)
+        ? globalThis.Number(object.longestSeconds)
+        : isSet(object.longest_seconds)
+        ? globalThis.Number(object.longest_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: InFlightWait): unknown {
+    const obj: any = {};
+    if (message.on !== "") {
+      obj.on = message.on;
+    }
+    if (message.rollouts !== 0) {
+      obj.rollouts = Math.round(message.rollouts);
+    }
+    if (message.longestSeconds !== 0) {
+      obj.longestSeconds = floatToJson(message.longestSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InFlightWait>, I>>(base?: I): InFlightWait {
+    return InFlightWait.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InFlightWait>, I>>(object: I): InFlightWait {
+    const message = createBaseInFlightWait();
+    message.on = object.on ?? "";
+    message.rollouts = object.rollouts ?? 0;
+    message.longestSeconds = object.longestSeconds ?? 0;
     return message;
   },
 };

@@ -1,0 +1,94 @@
+"""`gym-grpc serve --workers N` against one process, with a CPU-heavy verifier (bench/cpu_env.py): rollouts/s of
+`gym-grpc collect` and the memory of the server processes (front + workers).
+
+    .venv/bin/python bench/workers.py [--workers 1 2] [--rows 400] [--out bench/results]
+
+Each shape is started and stopped here; the fake model (gym_grpc.testing.model_server, 0 ms) is its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import ROOT, Proc, free_port, rss_mb, start_model_server
+from user_path import run_collect, write_rows
+
+from gym_grpc.cli.demo import wait_healthy
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out += [int(c) for c in text]
+    return out
+
+
+def measure(workers: int, rows: int, concurrency: int) -> dict[str, Any]:
+    model, base_url = start_model_server(0)
+    port = free_port()
+    spec = f"models.policy_model={{type: openai_responses, base_url: '{base_url}', api_key_env: null}}"
+    args = [
+        sys.executable, "-m", "gym_grpc.cli.main", "--log-level", "WARNING", "serve",
+        "--config", "configs/weather.yaml", "--port", str(port), "--set", spec,
+        "--set", "environments.weather.entrypoint=cpu_env:BusyWeather",
+        "--set", f"server.max_in_flight={concurrency}", "--workers", str(workers),
+    ]  # fmt: skip
+    server = Proc(args, env={"PYTHONPATH": str(ROOT / "bench")})
+    target = f"127.0.0.1:{port}"
+    try:
+        wait_healthy(target, server.popen.poll, 120)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "rows.jsonl"
+            write_rows(data, rows)
+            run_collect(target, data, Path(tmp) / "warm.jsonl", concurrency, limit=20)
+            t0 = time.perf_counter()
+            got = run_collect(target, data, Path(tmp) / "out.jsonl", concurrency)
+            wall = time.perf_counter() - t0
+            count = sum(1 for _ in (Path(tmp) / "out.jsonl").open())
+        pids = [server.pid, *children(server.pid)]
+        row = {
+            "workers": workers,
+            "rollouts": count,
+            "seconds": round(wall, 2),
+            "rollouts_per_s": round(count / got["wall"], 1),
+            "rss_mb_front": round(rss_mb(server.pid), 1),
+            "rss_mb_per_worker": [round(rss_mb(p), 1) for p in pids[1:]] if workers > 1 else [],
+        }
+    finally:
+        server.stop()
+        model.stop()
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rows", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    rows = [measure(n, args.rows, args.concurrency) for n in args.workers]
+    meta = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
+        "command": " ".join(["bench/workers.py", *sys.argv[1:]]),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "workers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""`gym-grpc serve --workers N` behaves as one process does: the same collection, resume, drain and cancellation
+tests run against `serve` and `serve --workers 2`, as real processes (issue 19, goal 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import DATA, ROOT
+
+from gym_grpc.cli.demo import free_port, wait_healthy
+from gym_grpc.client import CollectionRequest, Finished, GroupDone, GymClient, Started, Summary
+from gym_grpc.protocol.task_file import read_tasks
+from gym_grpc.testing.model_server import ModelServer
+
+CLI = [sys.executable, "-m", "gym_grpc.cli.main"]
+AGENT = "weather_simple_agent"
+SHAPES = [1, 2]
+
+
+async def serve(base_url: str, workers: int) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    model = f"models.policy_model={{type: openai_responses, base_url: '{base_url}', api_key_env: null}}"
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "--log-level", "WARNING", "serve", "--config", "configs/weather.yaml", "--port", str(port),
+        "--set", model, "--set", "server.heartbeat_interval=0.3", "--workers", str(workers), cwd=ROOT,
+    )  # fmt: skip
+    target = f"127.0.0.1:{port}"
+    await asyncio.to_thread(wait_healthy, target, lambda: proc.returncode, 120)
+    return proc, target
+
+
+async def stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proc.wait(), 60)
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ModelServer]:
+    server = await ModelServer(latency=0.05).start()
+    yield server
+    await server.stop()
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_a_collection_has_every_rollout_once_and_whole_groups(model: ModelServer, workers: int) -> None:
+    proc, target = await serve(model.base_url, workers)
+    tasks = read_tasks(DATA / "weather_queries.jsonl")
+    try:
+        async with GymClient(target) as client:
+            request = CollectionRequest(agent=AGENT, tasks=tasks, num_repeats=4, max_in_flight=8)
+            events = [e async for e in client.collect_rollouts(request)]
+    finally:
+        assert await stop(proc) == 0
+    assert isinstance(events[0], Started) and events[0].total_rollouts == 20 and events[0].total_tasks == 5
+    rollouts = [e.rollout for e in events if isinstance(e, Finished)]
+    assert len({r.rollout_id for r in rollouts}) == 20 and all(r.reward == 1.0 for r in rollouts)
+    groups = [e for e in events if isinstance(e, GroupDone)]
+    assert sorted(g.task_index for g in groups) == [0, 1, 2, 3, 4] and all(g.succeeded == 4 for g in groups)
+    summary = events[-1]
+    assert isinstance(summary, Summary) and (summary.succeeded, summary.failed, summary.skipped) == (20, 0, 0)
+    assert summary.metrics["reward"].count == 20 and summary.metrics["reward"].mean == 1.0
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_the_same_ids_and_exclusions_as_one_process(model: ModelServer, workers: int) -> None:
+    """Ids are a function of the inputs whatever the shape; excluded ids are skipped, the rest run once."""
+    proc, target = await serve(model.base_url, workers)
+    tasks = read_tasks(DATA / "weather_queries.jsonl")
+    try:
+        async with GymClient(target) as client:
+            first = [
+                e async for e in client.collect_rollouts(CollectionRequest(agent=AGENT, tasks=tasks, num_repeats=2))
+            ]
+            ids = sorted(e.rollout.rollout_id for e in first if isinstance(e, Finished))
+            rest = CollectionRequest(agent=AGENT, tasks=tasks, num_repeats=2, exclude_rollout_ids=frozenset(ids[:4]))
+            second = [e async for e in client.collect_rollouts(rest)]
+    finally:
+        await stop(proc)
+    again = sorted(e.rollout.rollout_id for e in second if isinstance(e, Finished))
+    assert again == ids[4:]
+    assert isinstance(second[-1], Summary) and second[-1].skipped == 4
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_killed_collect_then_resume_gives_one_line_per_rollout(
+    model: ModelServer, workers: int, tmp_path: Path
+) -> None:
+    proc, target = await serve(model.base_url, workers)
+    output = tmp_path / "out.jsonl"
+    args = [
+        *CLI, "collect", "--server", target, "--agent", AGENT, "--input", str(DATA / "weather_queries.jsonl"),
+        "--output", str(output), "--num-repeats", "6", "--concurrency", "4",
+    ]  # fmt: skip
+    try:
+        collect = await asyncio.create_subprocess_exec(*args, cwd=ROOT, stderr=asyncio.subprocess.DEVNULL)
+        for _ in range(1000):
+            await asyncio.sleep(0.02)
+            if output.exists() and len(output.read_text().splitlines()) >= 5:
+                break
+        collect.kill()  # kill -9 mid-run
+        await collect.wait()
+        assert 5 <= len(output.read_text().splitlines()) < 30
+        resumed = await asyncio.create_subprocess_exec(*args, "--resume", cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(resumed.communicate(), 120)
+        assert resumed.returncode == 0, err.decode()
+    finally:
+        await stop(proc)
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(records) == 30 and len({(r["task_index"], r["rollout_index"]) for r in records}) == 30
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_sigterm_drains_an_open_stream(workers: int) -> None:
+    model = await ModelServer(latency=0.3).start()
+    proc, target = await serve(model.base_url, workers)
+    tasks = read_tasks(DATA / "weather_queries.jsonl")
+    received = 0
+
+    async def read(client: GymClient) -> None:
+        nonlocal received
+        request = CollectionRequest(agent=AGENT, tasks=tasks, num_repeats=20, max_in_flight=4)
+        async for event in client.collect_rollouts(request):
+            if isinstance(event, Finished):
+                received += 1
+                if received == 2:
+                    proc.send_signal(signal.SIGTERM)
+
+    try:
+        async with GymClient(target) as client:
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await read(client)
+        code = await asyncio.wait_for(proc.wait(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await model.stop()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "draining" in (ended.value.details() or "")
+    assert 2 <= received < 100 and code == 0  # the in-flight rollouts were delivered, then a clean exit
+    assert model.script.in_flight == 0
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_cancelling_the_stream_cancels_the_model_calls(workers: int, tmp_path: Path) -> None:
+    model = await ModelServer().start()
+    proc, target = await serve(model.base_url, workers)
+    rows = [{"responses_create_params": {"input": f"Weather in City{i}? [hang]"}} for i in range(6)]
+    tasks_file = tmp_path / "hang.jsonl"
+    tasks_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        async with GymClient(target) as client:
+            request = CollectionRequest(agent=AGENT, tasks=read_tasks(tasks_file), max_in_flight=6)
+            stream = client.collect_rollouts(request)
+            assert isinstance(await anext(stream), Started)
+            for _ in range(500):  # until every rollout waits on the model
+                if model.script.in_flight == 6:
+                    break
+                await asyncio.sleep(0.02)
+            assert model.script.in_flight == 6
+            await stream.aclose()  # the client goes away
+        for _ in range(500):
+            if model.script.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await stop(proc)
+        await model.stop()
+    assert model.script.in_flight == 0 and model.script.cancelled == 6
