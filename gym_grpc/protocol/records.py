@@ -141,7 +141,7 @@ def lifecycle_from_proto(event: pb.CollectRolloutsResponse) -> Started | GroupDo
         m = event.summary
         metrics = {k: MetricStats(v.count, v.mean, v.std, v.min, v.max) for k, v in m.metrics.items()}
         return Summary(m.succeeded, m.failed, m.skipped, metrics, m.duration_seconds)
-    raise ValueError(f"not a lifecycle event: {which or 'empty'}")
+    raise ValueError("empty CollectRolloutsResponse" if which is None else f"not a lifecycle event: {which}")
 
 
 def record_event_from_proto(event: pb.CollectRolloutsResponse) -> RecordEvent:
