@@ -332,3 +332,19 @@ async def test_the_embedded_model_in_a_stream_stamps_versions_and_gives_a_traini
     assert view is not None and view.usable, view
     assert sum(view.loss_mask) == sum(len(i.generation_token_ids or []) for i in generated)
     assert view.token_ids[: view.prompt_length] == generated[0].prompt_token_ids
+
+
+def test_the_next_prompt_reuses_the_sampled_tokens_of_earlier_turns() -> None:
+    from gym_grpc.models.token_history import reuse_sampled
+
+    end = 99  # <|im_end|>
+    # turn 0: prompt [1, 2], sampled "<", "tool_call", ">" ... as [5, 6, 7, end]; the template re-renders the reply
+    # with one special token [50, end]; turn 1 likewise
+    turn0 = ([1, 2], [5, 6, 7, end])
+    turn1 = ([1, 2, 5, 6, 7, end, 10, 11], [8, end])
+    rendered = [1, 2, 50, end, 10, 11, 51, end, 12, 13]
+    assert reuse_sampled(rendered, [turn0, turn1], lambda t: t == end) == [1, 2, 5, 6, 7, end, 10, 11, 8, end, 12, 13]
+    # a reply cut at max tokens (no end-of-turn) has no clean boundary: the prompt stays as rendered from there
+    assert reuse_sampled(rendered, [([1, 2], [5, 6])], lambda t: t == end) == rendered
+    # another conversation's turns do not match: nothing changes
+    assert reuse_sampled(rendered, [([7, 7], [5, end])], lambda t: t == end) == rendered

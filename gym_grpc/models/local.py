@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +50,14 @@ from gym_grpc.models.chat_template import (
     tool_specs,
 )
 from gym_grpc.models.gguf import model_label, resolve_model_path
+from gym_grpc.models.token_history import reuse_sampled
 from gym_grpc.protocol.types import (
     FunctionCall,
     IncompleteDetails,
     Item,
     Message,
     OutputText,
+    Reasoning,
     Response,
     ResponseCreateParams,
     Usage,
@@ -173,6 +175,7 @@ class _Engine:
         )
         gen = self.generate(
             prompt,
+            history=sampled_turns(params),
             grammar=grammar,
             temperature=cfg.temperature if params.temperature is None else params.temperature,
             top_p=cfg.top_p if params.top_p is None else params.top_p,
@@ -186,6 +189,7 @@ class _Engine:
         self,
         prompt: str,
         *,
+        history: Sequence[tuple[Sequence[int], Sequence[int]]] = (),
         grammar: str | None,
         temperature: float,
         top_p: float,
@@ -196,6 +200,7 @@ class _Engine:
         llm = self._llm
         add_bos = self._add_bos and not (self._bos and prompt.startswith(self._bos))
         prompt_ids = [int(t) for t in llm.tokenize(prompt.encode(), add_bos=add_bos, special=True)]
+        prompt_ids = reuse_sampled(prompt_ids, history, self._eog)  # the model sees what it sampled, token for token
         room = self.config.n_ctx - len(prompt_ids)
         if room <= 0:
             raise ModelError(f"the prompt has {len(prompt_ids)} tokens, over n_ctx={self.config.n_ctx}")
@@ -240,6 +245,15 @@ class _Engine:
                 self._grammars.clear()
             self._grammars[source] = compiled
         return compiled
+
+
+def sampled_turns(params: ResponseCreateParams) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, generated ids) of the earlier turns in the conversation, from their items' token data."""
+    return [
+        (item.prompt_token_ids, item.generation_token_ids)
+        for item in params.items
+        if isinstance(item, Message | FunctionCall | Reasoning) and item.prompt_token_ids and item.generation_token_ids
+    ]
 
 
 def _logits_reader(llm: Any) -> Callable[[int], float]:
