@@ -169,7 +169,7 @@ async def test_serve_follows_a_collection_as_it_is_written(tmp_path: Path) -> No
             collect = await asyncio.create_subprocess_exec(
                 *CLI, "collect", "--server", server.target, "--agent", "weather_simple_agent",
                 "--input", str(DATA / "weather_queries.jsonl"), "--output", str(output), "--num-repeats", "6",
-                "--concurrency", "2", cwd=ROOT, stderr=asyncio.subprocess.DEVNULL,
+                "--concurrency", "2", "--allow-failures", cwd=ROOT, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             page = asyncio.create_task(drive({"url": url, "expectTotal": 30, "search": "Seattle"}))
             assert await collect.wait() == 0

@@ -46,6 +46,10 @@
     st.append(await src.summary(0));
     window.addEventListener("hashchange", render);
     render();
-    if (src.live) { $("#live").hidden = false; setTimeout(poll, 1000); }
+    if (src.live) {
+      $("#live").hidden = false;
+      $("#live-text").textContent = `live · ${st.n.toLocaleString("en-US")} rollouts`;
+      setTimeout(poll, 1000);
+    }
   })();
 })();
