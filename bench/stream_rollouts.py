@@ -175,10 +175,12 @@ async def resume_cost(n_tasks: int) -> dict[str, Any]:
                         break
         await asyncio.sleep(0.5)
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(resume_token=token)) as stream:
-            await stream.finish()
             async for message in stream:
                 if isinstance(message, GroupDelivered):
                     keys.append(message.task_key)
+                    await stream.ack([message.group_id])
+                    if len(set(keys)) == n_tasks:
+                        await stream.finish()  # everything arrived: the summary ends the stream
         calls = len(model.requests) - calls0
         out["StreamRollouts"] = {
             "delivered_groups": len(keys),

@@ -117,7 +117,9 @@ class StreamSession:
         self.credits = 0
         self.peak_groups = 0
         self.finishing = False
+        self.paused = False  # the requests ended: a half-close or a lost call, told apart a moment later
         self.attached = True
+        self.attachment = 1  # which call owns the stream: a resume takes it over from an older call
         self.closed = False
         self._tasks: dict[str, Task] = {}
         self._queue: deque[str] = deque()
@@ -237,6 +239,7 @@ class StreamSession:
             and self.credits > 0
             and self.attached
             and not self.finishing
+            and not self.paused
             and not self.closed
             and not self.draining.is_set()
             and (cap == 0 or len(self.groups) < cap)
@@ -418,11 +421,14 @@ class StreamSession:
         stopping = self.finishing or self.draining.is_set()
         return stopping and not self.groups and not self._outbox
 
-    async def messages(self, heartbeat_interval: float | None = None) -> AsyncIterator[ServerMessage]:
-        """What to send, in order; heartbeats when idle; the summary last. Raises ServerDrainingError when the server
-        drains (after what was running has been sent)."""
-        interval = heartbeat_interval or self.options.heartbeat_interval or self.limits.heartbeat_interval
+    async def messages(self, attachment: int = 1) -> AsyncIterator[ServerMessage]:
+        """What to send to the call that owns `attachment`, in order; heartbeats when idle; the summary last. Ends
+        quietly when a resume took the stream over; raises ServerDrainingError when the server drains (after what
+        was running has been sent)."""
+        interval = self.options.heartbeat_interval or self.limits.heartbeat_interval
         while True:
+            if attachment != self.attachment:
+                return  # a newer call owns the stream now
             if self._outbox:
                 message = self._outbox.popleft()
                 self._sent(message)
@@ -444,8 +450,11 @@ class StreamSession:
 
     # --- attach, detach, close -------------------------------------------------------------------------------------
 
-    def attach(self) -> None:
-        """A trainer re-attached: the unacked results go out again first, then the stream goes on."""
+    def attach(self) -> int:
+        """A trainer re-attached (taking the stream over from an older call that may not have noticed its loss yet):
+        the unacked results go out again first, then the stream goes on. Returns the new call's attachment."""
+        self.attachment += 1
+        self.paused = False
         self._evict(time.monotonic())
         resend = [m for _, m in self._unacked.values()]
         self._unacked.clear()
@@ -453,6 +462,7 @@ class StreamSession:
         self.attached = True
         self._admit()
         self._wake.set()
+        return self.attachment
 
     def detach(self) -> None:
         self.attached = False
@@ -481,23 +491,23 @@ class StreamRegistry:
     def add(self, session: StreamSession) -> None:
         self.sessions[session.resume_token] = session
 
-    def resume(self, token: str) -> StreamSession:
+    def resume(self, token: str) -> tuple[StreamSession, int]:
         session = self.sessions.get(token)
         if session is None or session.closed:
             raise NotFoundError(
                 "open.resume_token: no such stream (it ended, expired, or the server restarted); "
                 "open a new stream and send the tasks not yet delivered (their ids are deterministic)"
             )
-        if session.attached:
-            raise FailedPreconditionError.field("open.resume_token", "the stream is attached to another call")
         timer = self._expiry.pop(token, None)
         if timer is not None:
             timer.cancel()
-        session.attach()
-        return session
+        return session, session.attach()
 
-    async def release(self, session: StreamSession, *, finished: bool) -> None:
-        """The trainer's call ended: a finished stream is forgotten; otherwise it waits `resume_seconds` for one."""
+    async def release(self, session: StreamSession, attachment: int, *, finished: bool) -> None:
+        """The call that owned `attachment` ended: a finished stream is forgotten; otherwise it waits
+        `resume_seconds` for a resume. A call that a resume already replaced changes nothing."""
+        if attachment != session.attachment:
+            return
         if finished or session.limits.resume_seconds <= 0:
             self.sessions.pop(session.resume_token, None)
             await session.close()

@@ -38,6 +38,7 @@ from gym_grpc.server.runtime import Runtime
 from gym_grpc.server.status import Undecodable, status_proto, streaming, unary
 
 log = logging.getLogger(__name__)
+HALF_CLOSE_GRACE = 0.5  # seconds: how long the end of a stream's requests waits to be told apart from a cancellation
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -147,13 +148,13 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         self, request_iterator: AsyncIterator[rollout_pb2.StreamRolloutsRequest], context: Ctx
     ) -> AsyncIterator[rollout_pb2.StreamRolloutsResponse]:
         requests = aiter(request_iterator)
-        session, resumed = await self._open(await anext(requests, None))
+        session, attachment = await self._open(await anext(requests, None))
         encoder = streams.ServerEncoder(session.options.view)
-        yield encoder.encode(session.opened(resumed=resumed))
-        reader = asyncio.create_task(self._read(requests, session))
+        yield encoder.encode(session.opened(resumed=attachment > 1))
+        reader = asyncio.create_task(self._read(requests, session, attachment, context))
         finished = False
         try:
-            async for message in session.messages():
+            async for message in session.messages(attachment):
                 if isinstance(message, streams.RolloutDelivered):
                     telemetry.observe(message.rollout)
                 elif isinstance(message, streams.GroupDelivered):
@@ -169,29 +170,32 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
             raise
         finally:
             reader.cancel()
-            await self.runtime.streams.release(session, finished=finished)
+            await self.runtime.streams.release(session, attachment, finished=finished)
 
-    async def _open(self, first: Any) -> tuple[StreamSession, bool]:
+    async def _open(self, first: Any) -> tuple[StreamSession, int]:
         if first is None or isinstance(first, Undecodable) or first.WhichOneof("message") != "open":
             raise FailedPreconditionError.field("open", "the first message of a stream must be `open`")
         options = streams.trainer_message_from_proto(first)
         assert isinstance(options, streams.StreamOptions)
         if options.resume_token:
-            return self.runtime.streams.resume(options.resume_token), True
+            return self.runtime.streams.resume(options.resume_token)
         if self.runtime.draining.is_set():
             raise ServerDrainingError("the server is draining and takes no new streams")
         agent = self.runtime.agent(options.agent)
         session = StreamSession(agent, options, self.runtime.stream_limits(), self.runtime.draining)
         self.runtime.streams.add(session)
         log.info("stream %s for %s: groups of %d", session.stream_id, options.agent, options.num_repeats)
-        return session, False
+        return session, session.attachment
 
     @staticmethod
-    async def _read(requests: AsyncIterator[Any], session: StreamSession) -> None:
+    async def _read(requests: AsyncIterator[Any], session: StreamSession, attachment: int, context: Ctx) -> None:
         """Apply the trainer's messages in order; a rejected one becomes an `error` message and the stream goes on.
-        The end of the requests (half-close) finishes the stream."""
+        The end of the requests finishes the stream when it is a half-close — not when the call was cancelled (a lost
+        trainer, who may resume) or replaced by a resume."""
         index = 0
         async for raw in requests:
+            if attachment != session.attachment:
+                return
             index += 1
             try:
                 if isinstance(raw, Undecodable):
@@ -199,4 +203,9 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
                 session.apply(streams.trainer_message_from_proto(raw))
             except GymError as exc:
                 session.reject(index, exc)
-        session.finish()
+        # A cancelled call (a lost trainer) ends its requests like a half-close does. Stop admitting at once, and
+        # finish only if the call is still alive a moment later: a cancelled one has torn this reader down by then.
+        session.paused = True
+        await asyncio.sleep(HALF_CLOSE_GRACE)
+        if attachment == session.attachment:
+            session.finish()
