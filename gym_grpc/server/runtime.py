@@ -140,6 +140,10 @@ class Runtime:
 
 
 def _environment(name: str, config: EnvironmentConfig, server: ServerConfig) -> EnvironmentClient:
+    if config.nemo_gym is not None:
+        from gym_grpc.environments.nemo_gym import build_nemo_gym
+
+        return build_nemo_gym(name, config.nemo_gym)
     if config.address is not None:
         return _remote(name, config)
     assert config.entrypoint is not None  # the schema requires one of the two
