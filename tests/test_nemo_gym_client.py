@@ -85,6 +85,7 @@ def env(url: str) -> NemoGymEnvironment:
 async def test_each_rollout_has_its_own_cookie_jar(fake: tuple[FakeResourcesServer, str]) -> None:
     server, url = fake
     environment = env(url)
+    assert not server.counts
     a = await environment.seed_session(task(initial=10, expected=12))
     b = await environment.seed_session(task(initial=0, expected=1))
     for sid in (a, b, a):
