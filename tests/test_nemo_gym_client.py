@@ -108,7 +108,9 @@ async def test_tool_errors_are_model_visible_text(fake: tuple[FakeResourcesServe
     assert (await environment.call_tool(sid, "bump", "{not json")).is_error
     unknown = await environment.call_tool(sid, "verify", "{}")  # not offered by the task: never sent
     assert unknown.is_error and "unknown tool 'verify'" in unknown.output and "bump" in unknown.output
-    assert server.requests == ["seed_session", "boom"]
+    first = await environment.call_tool(sid, "bump", "{}", call_id="c1")
+    assert await environment.call_tool(sid, "bump", "{}", call_id="c1") == first  # a repeat: asked once
+    assert server.requests == ["seed_session", "boom", "bump"]
     await environment.aclose()
 
 

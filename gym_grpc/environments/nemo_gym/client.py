@@ -45,6 +45,7 @@ class _Session:
     row: dict[str, Any]
     tools: frozenset[str]
     jar: aiohttp.CookieJar = field(default_factory=lambda: aiohttp.CookieJar(unsafe=True))
+    calls: dict[str, tuple[tuple[str, str], asyncio.Future[ToolResult]]] = field(default_factory=dict)  # by call_id
 
 
 class _RetryableError(Exception):
@@ -146,8 +147,26 @@ class NemoGymEnvironment:
         self._sessions[session_id] = session
         return session_id
 
-    async def call_tool(self, session_id: str, name: str, arguments: str) -> ToolResult:
+    async def call_tool(self, session_id: str, name: str, arguments: str, *, call_id: str = "") -> ToolResult:
+        """One tool call. With a `call_id`, a repeat of a call already made in this rollout answers with the first
+        call's result (waiting for it if it is still running): the server is asked once."""
         session = self._session(session_id)
+        if not call_id:
+            return await self._call_tool(session, name, arguments)
+        first = session.calls.get(call_id)
+        if first is not None and first[0] == (name, arguments):
+            return await asyncio.shield(first[1])
+        result: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
+        session.calls[call_id] = ((name, arguments), result)
+        try:
+            value = await self._call_tool(session, name, arguments)
+        except BaseException:  # failed or cancelled: the tool may have acted, so it is never sent again
+            result.set_result(ToolResult(f"Error: tool {name} (call {call_id}) was interrupted; not run again", True))
+            raise
+        result.set_result(value)
+        return value
+
+    async def _call_tool(self, session: _Session, name: str, arguments: str) -> ToolResult:
         if name not in session.tools or name in RESERVED:
             offered = ", ".join(sorted(session.tools)) or "none"
             return ToolResult(f"Error: unknown tool {name!r} (this task offers: {offered})", is_error=True)
