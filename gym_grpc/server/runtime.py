@@ -139,6 +139,11 @@ class Runtime:
             self.ray_owned = False
 
 
+def build_environment(config: GymConfig, name: str) -> EnvironmentClient:
+    """One configured environment alone (no models, no agents), e.g. for `gym-grpc reverify`."""
+    return _environment(name, _lookup("environment", config.environments, name), config.server)
+
+
 def _environment(name: str, config: EnvironmentConfig, server: ServerConfig) -> EnvironmentClient:
     if config.nemo_gym is not None:
         from gym_grpc.environments.nemo_gym import build_nemo_gym

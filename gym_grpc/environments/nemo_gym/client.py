@@ -203,6 +203,16 @@ class NemoGymEnvironment:
         }
         return VerifyResult(reward=float(reward), metrics=metrics)
 
+    async def reverify_mode(self) -> str:
+        """The server's `GET /reverify_mode` ("stateless", "unsupported" or "unknown"), for `gym-grpc reverify`."""
+        if self.process is not None:
+            await self.process.start()
+        try:
+            async with self._client().get(self.url / "reverify_mode") as reply:
+                return str(await reply.json()) if reply.status == 200 else "unknown"
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            raise EnvironmentFailedError(f"{self._where('reverify_mode')} failed: {exc}") from None
+
     async def close_session(self, session_id: str) -> None:
         """Forget the rollout's cookies (the legacy NeMo Gym flow has no close call for an agent's session)."""
         self._sessions.pop(session_id, None)
