@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from nemo_stack import HAVE_NEMO, NEMO_PYTHON, NemoGymStack, ScriptServer, example_rows, nemo_site
 
+from gym_grpc.cli.reverify import reverify_file
 from gym_grpc.client import CollectionRequest, GymClient
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.environments.nemo_gym import ResourcesServerProcess
@@ -145,6 +146,13 @@ async def test_mcqa_started_from_the_config_scores_as_nemo_gym(tmp_path: Path) -
         assert (
             "extracted_answer" in record["verify_fields"] and record["expected_answer"] == theirs_row["expected_answer"]
         )
+    # gym-grpc reverify reads NeMo Gym's own file (its task fields from the materialized inputs, as NeMo Gym's
+    # reverify takes them) and gives NeMo Gym's rewards back.
+    rescored, inputs = tmp_path / "rescored.jsonl", tmp_path / "nemo_materialized_inputs.jsonl"
+    counts = await reverify_file(config, "nemo", tmp_path / "nemo.jsonl", rescored, False, 8, False, rows=inputs)
+    assert counts == {"reverified": len(theirs), "changed": 0, "failed": 0, "skipped": 0}
+    again = [json.loads(line) for line in rescored.read_text().splitlines()]
+    assert [r["extracted_answer"] for r in again] == [t["extracted_answer"] for t in theirs]
 
 
 async def test_a_server_killed_mid_collection_gives_typed_failures() -> None:
