@@ -217,10 +217,15 @@ def _loopback(address: str) -> bool:
 
 
 class AgentConfig(_Strict):
+    """The simple agent (`max_steps`), or any `Agent` class by `entrypoint` ("module:Class"), constructed as
+    `Class(name, model, environment, **config)` (`gym_grpc.agents.base`)."""
+
     type: Literal["simple"] = "simple"
     environment: str
     model: str
     max_steps: int = Field(default=10, ge=1)
+    entrypoint: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$", description="module.path:ClassName")
+    config: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of an entrypoint agent")
 
 
 class DatasetConfig(_Strict):
