@@ -4,6 +4,7 @@ with NeMo Gym's `agent_ref: {name: ...}` runs on that agent, a row without one o
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,8 +22,11 @@ def load_agent(
     environment: EnvironmentClient,
     config: Mapping[str, Any],
     where: str,
+    models: Mapping[str, ModelClient] | None = None,
 ) -> Agent:
-    """`Class(name, model, environment, **config)` for `entrypoint` ("package.module:Class")."""
+    """`Class(name, model, environment, **config)` for `entrypoint` ("package.module:Class"); a class whose
+    constructor takes `models` also gets every model of the server by name (e.g. a second model for a simulated
+    user)."""
     module_name, _, attr = entrypoint.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -35,8 +39,11 @@ def load_agent(
             raise ConfigError(f"{where}.entrypoint: {module_name!r} has no {attr!r}")
     if not (isinstance(cls, type) and callable(getattr(cls, "run", None))):
         raise ConfigError(f"{where}.entrypoint: {entrypoint!r} is not an Agent class (it has no run method)")
+    extra: dict[str, Any] = {}
+    if "models" in inspect.signature(cls).parameters:
+        extra["models"] = dict(models or {})
     try:
-        agent = cls(name, model, environment, **config)
+        agent = cls(name, model, environment, **config, **extra)
     except TypeError as exc:
         raise ConfigError(f"{where}.config: {exc}") from None
     if not isinstance(agent, Agent):

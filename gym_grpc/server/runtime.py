@@ -79,7 +79,7 @@ class Runtime:
         model, environment = self.models[config.model], self.environments[config.environment]
         if config.entrypoint is None:
             return SimpleAgent(name, model, environment, max_steps=config.max_steps)
-        return load_agent(config.entrypoint, name, model, environment, config.config, f"agents.{name}")
+        return load_agent(config.entrypoint, name, model, environment, config.config, f"agents.{name}", self.models)
 
     def agent(self, name: str) -> Agent:
         """The agent of a collection: it runs rows without an `agent_ref`, and hands the others to their agent."""
