@@ -4,6 +4,7 @@ agent with NeMo Gym's `agent_ref` (two agents in one input)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -94,3 +95,26 @@ def test_a_bad_entrypoint_is_a_config_error() -> None:
     data["agents"]["instructed"]["config"] = {}
     with pytest.raises(ConfigError, match=r"agents\.instructed\.entrypoint"):
         Runtime(GymConfig.model_validate(data), models={"policy_model": ScriptedModel([])})
+
+
+async def test_collect_routes_the_rows_of_one_input_file_to_two_agents(tmp_path: Path) -> None:
+    from gym_grpc.cli.collect import collect
+
+    rows = tmp_path / "rows.jsonl"
+    routed = [{**row, "agent_ref": {"name": "instructed"}} if i < 2 else row for i, row in enumerate(ROWS)]
+    rows.write_text("".join(json.dumps(row) + "\n" for row in routed))
+    config = config_with_two_agents()
+    server = GymServer(config, Runtime(config, models={"policy_model": ScriptedModel([weather_policy])}))
+    await server.start("127.0.0.1", 0)
+    try:
+        output = tmp_path / "out.jsonl"
+        report = await collect(
+            server=f"127.0.0.1:{server.port}", agent="weather_simple_agent", input_path=rows, output=output
+        )
+    finally:
+        await server.stop(0)
+    assert (report.succeeded, report.failed) == (len(ROWS), 0)
+    records = sorted((json.loads(line) for line in output.read_text().splitlines()), key=lambda r: r["task_index"])
+    names = [r["agent_ref"]["name"] for r in records]
+    assert names == ["instructed", "instructed"] + ["weather_simple_agent"] * (len(ROWS) - 2)
+    assert all(r["reward"] == 1.0 for r in records)
