@@ -101,7 +101,11 @@ async def test_collect_routes_the_rows_of_one_input_file_to_two_agents(tmp_path:
     from gym_grpc.cli.collect import collect
 
     rows = tmp_path / "rows.jsonl"
-    routed = [{**row, "agent_ref": {"name": "instructed"}} if i < 2 else row for i, row in enumerate(ROWS)]
+    routed = [
+        {**row, "agent_ref": {"type": "responses_api_agents", "name": "instructed"}} if i < 2 else row
+        for i, row in enumerate(ROWS)
+    ]
+    routed = [{**row, "_ng_task_index": 40 + i, "uuid": f"u-{i}"} for i, row in enumerate(routed)]  # NeMo Gym keys
     rows.write_text("".join(json.dumps(row) + "\n" for row in routed))
     config = config_with_two_agents()
     server = GymServer(config, Runtime(config, models={"policy_model": ScriptedModel([weather_policy])}))
@@ -118,3 +122,7 @@ async def test_collect_routes_the_rows_of_one_input_file_to_two_agents(tmp_path:
     names = [r["agent_ref"]["name"] for r in records]
     assert names == ["instructed", "instructed"] + ["weather_simple_agent"] * (len(ROWS) - 2)
     assert all(r["reward"] == 1.0 for r in records)
+    for row, record in zip(routed, records, strict=True):  # the row's own fields come back out as they were
+        assert {k: record[k] for k in row if k != "responses_create_params"} == {
+            k: v for k, v in row.items() if k != "responses_create_params"
+        }  # (the params are the request used: the instructed agent adds its instructions)
