@@ -150,3 +150,20 @@ demo: $(VENV)/.local-model
 
 clean:
 	rm -rf $(VENV) $(GEN_VENV) $(FLOOR_VENV) build *.egg-info $(GO_CLIENT)/.bin $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
+
+# --- NeMo Gym (issue 17): the PyPI nemo-gym 0.7.0 in its own venv, for the tests that run its resources servers.
+# nemo-gym declares Python >= 3.13.14; its code runs on 3.11. Installed without its declared Python, then its
+# declared (non-extra) dependencies as resolved once (tests/nemo_gym/requirements.lock), with their own checks.
+NEMO_VENV ?= $(HOME)/.cache/gym-grpc/nemo-venv
+NEMO_GYM_VERSION := 0.7.0
+
+$(NEMO_VENV)/.stamp: tests/nemo_gym/requirements.lock
+	$(PYTHON) -m venv $(NEMO_VENV)
+	$(NEMO_VENV)/bin/pip install -q --upgrade pip
+	$(NEMO_VENV)/bin/pip install -q --no-deps --ignore-requires-python nemo-gym==$(NEMO_GYM_VERSION)
+	$(NEMO_VENV)/bin/pip install -q -r tests/nemo_gym/requirements.lock
+	$(NEMO_VENV)/bin/python -c "import nemo_gym.base_resources_server, resources_servers.mcqa.app"
+	touch $@
+
+.PHONY: nemo-venv
+nemo-venv: $(NEMO_VENV)/.stamp

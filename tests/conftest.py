@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +47,23 @@ async def gym_server(model_server: ModelServer) -> AsyncIterator[GymServer]:
     await server.start("127.0.0.1", 0)
     yield server
     await server.stop(0)
+
+
+# --- every rollout file a test writes is checked (issue 17): each gym-grpc record (it has a rollout_id) found in a
+# *.jsonl under the test's tmp_path must validate as a Responses-API request + Response (gym_grpc.testing.validate).
+@pytest.fixture(autouse=True)
+def _written_records_are_valid(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if tmp is None:
+        return
+    from gym_grpc.testing.validate import validate_record
+
+    for path in sorted(Path(tmp).rglob("*.jsonl")):
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # torn lines are some tests' subject
+            if isinstance(record, dict) and isinstance(record.get("rollout_id"), str) and "response" in record:
+                validate_record(record, f"{path.name}:{number}")

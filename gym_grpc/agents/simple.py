@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import grpc
 
+from gym_grpc.agents.base import RolloutSpec
 from gym_grpc.collect.waits import waiting
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.environments.host import ToolResult
@@ -44,19 +44,6 @@ from gym_grpc.retry import LEDGER, RetryLedger
 log = logging.getLogger(__name__)
 EPISODE_ATTEMPTS = 3  # runs of one episode when the environment lost its session (an error with `retry_rollout`)
 _closing: set[asyncio.Task[None]] = set()  # closes that missed their deadline, still running (kept from the GC)
-
-
-@dataclass(frozen=True)
-class RolloutSpec:
-    """Which rollout to run: its place in a collection and its sampling."""
-
-    task: Task
-    task_index: int = 0
-    rollout_index: int = 0
-    rollout_id: str = ""
-    group_id: str = ""
-    sampling: Sampling = field(default_factory=Sampling)
-    timeout: float | None = None
 
 
 class _Clock:
@@ -274,3 +261,6 @@ class SimpleAgent:
 def _failure(exc: GymError) -> Failure:
     kind = exc.kind if isinstance(exc, RolloutError) else "task"
     return Failure(code=exc.code.value[0], message=exc.message, reason=exc.reason, kind=kind)
+
+
+__all__ = ["RolloutSpec", "SimpleAgent"]

@@ -6,6 +6,9 @@ OUTPUT already holds and asks the server only for the missing rollout ids, after
 (`run_files.py`) says it continues the same run. The bar shows what the rollouts in flight wait on when the stream is
 quiet (the server's heartbeats carry it); the run ends with a short report (`RunReport`).
 
+`--shard I/N` collects only the tasks whose index % N == I, under the ids a single run gives them (`gym-grpc
+aggregate` merges the shards); it validates the rows client-side to compute those ids.
+
 The client side imports no pydantic model and no model SDK: it starts in ~0.2 s of CPU.
 """
 
@@ -87,6 +90,25 @@ def describe_waits(waits: tuple[Wait, ...]) -> str:
     return ", ".join(parts)
 
 
+def _other_shards(
+    agent: str, rows: list[TaskRow], num_repeats: int, overrides: Mapping[str, float | int], shard: tuple[int, int]
+) -> frozenset[str]:
+    """The rollout ids of the tasks of the other shards (task index % N != I): excluded, so a shard collects its own
+    tasks under the ids (and task indexes) a single run gives them. Needs the validated tasks (the pydantic domain)."""
+    from gym_grpc.collect import ids
+    from gym_grpc.protocol.rollouts import Sampling
+    from gym_grpc.protocol.task_file import tasks_of_rows
+
+    index, count = shard
+    sampling = Sampling(**overrides)
+    excluded: set[str] = set()
+    for task_index, task in enumerate(tasks_of_rows(rows)):
+        if task_index % count != index:
+            group = ids.group_id(agent, ids.task_digest(task), task_index, sampling)
+            excluded.update(ids.rollout_id(group, r) for r in range(num_repeats))
+    return frozenset(excluded)
+
+
 def _check_resume(output: Path, now: Manifest, rows: list[TaskRow], force: bool) -> Manifest:
     """The manifest this run writes; refuses a resume of a different run unless `force`."""
     before = Manifest.read(manifest_path(output))
@@ -118,6 +140,7 @@ async def collect(
     sampling: Mapping[str, float | int | None] | None = None,
     resume: bool = False,
     force: bool = False,
+    shard: tuple[int, int] | None = None,
     token: str | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     progress: TextIO = sys.stderr,
@@ -142,6 +165,8 @@ async def collect(
         del kept
     else:
         done = frozenset()
+    if shard is not None:
+        done = done | _other_shards(agent, rows, num_repeats, overrides, shard)
     request = RowsRequest(
         agent=agent,
         rows=rows,

@@ -1,4 +1,4 @@
-"""The `gym-grpc` command: serve, collect, demo, new-env, list."""
+"""The `gym-grpc` command: serve, collect, demo, new-env, list, view, export, reverify, aggregate."""
 
 from __future__ import annotations
 
@@ -110,7 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     view.add_parser(sub)
     export.add_parser(sub)
+
+    # --- NeMo Gym workflow: reverify and aggregate (gym_grpc/cli/reverify.py, gym_grpc/cli/aggregate.py) ---
+    from gym_grpc.cli import aggregate, reverify
+
+    reverify.add_parser(sub)
+    aggregate.add_parser(sub)
+    collect.add_argument("--shard", type=_shard, metavar="I/N", help="only tasks with index %% N == I (then aggregate)")
     return parser
+
+
+def _shard(value: str) -> tuple[int, int]:
+    index, _, count = value.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected I/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError("expected 0 <= I < N")
+    return i, n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             from gym_grpc.cli.export import run_export
 
             return run_export(args)
+        elif args.command == "reverify":
+            from gym_grpc.cli.reverify import run_reverify
+
+            return run_reverify(args)
+        elif args.command == "aggregate":
+            from gym_grpc.cli.aggregate import run_aggregate
+
+            return run_aggregate(args)
     except GymError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -202,6 +228,7 @@ def _collect(args: argparse.Namespace) -> int:
             sampling=sampling,
             resume=args.resume,
             force=args.force,
+            shard=args.shard,
             token=os.environ.get(args.token_env),
             credentials=credentials,
         )

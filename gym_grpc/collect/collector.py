@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
-from gym_grpc.agents.simple import RolloutSpec, SimpleAgent
+from gym_grpc.agents.base import Agent, RolloutSpec
 from gym_grpc.collect import ids
 from gym_grpc.collect.tally import CollectionTally, GroupTally
 from gym_grpc.collect.waits import Waits
@@ -45,7 +45,7 @@ class Collector:
     """One collection. `draining` (set by the server on SIGTERM) stops new launches; the stream then ends with
     ServerDrainingError after the in-flight rollouts have been delivered."""
 
-    def __init__(self, agent: SimpleAgent, plan: CollectionPlan, draining: asyncio.Event | None = None) -> None:
+    def __init__(self, agent: Agent, plan: CollectionPlan, draining: asyncio.Event | None = None) -> None:
         self.agent = agent
         self.plan = plan
         self.draining = draining or asyncio.Event()

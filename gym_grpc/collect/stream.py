@@ -25,7 +25,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gym_grpc.agents.simple import RolloutSpec, SimpleAgent
+from gym_grpc.agents.base import Agent, RolloutSpec
 from gym_grpc.collect import ids
 from gym_grpc.collect.metrics import MetricsAggregator
 from gym_grpc.errors import (
@@ -102,7 +102,7 @@ class _Group:
 class StreamSession:
     def __init__(
         self,
-        agent: SimpleAgent,
+        agent: Agent,
         options: StreamOptions,
         limits: StreamLimits,
         draining: asyncio.Event | None = None,

@@ -152,10 +152,32 @@ class RemoteTlsConfig(_Strict):
         return self
 
 
+class NemoGymEnvironmentConfig(_Strict):
+    """A NeMo Gym resources server over its HTTP API (`gym_grpc.environments.nemo_gym`): a running one (`url`), or
+    one this server starts from an installed nemo-gym (`server`: its directory name, e.g. `mcqa`)."""
+
+    url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8001")
+    server: str | None = Field(default=None, pattern=r"^\w+$", description="resources_servers/<server> to start")
+    python: str | None = Field(default=None, description="the nemo-gym interpreter (default: `make nemo-venv`'s)")
+    port: int | None = Field(default=None, ge=1, le=65535, description="for a started server (default: a free one)")
+    config: dict[str, Any] = Field(default_factory=dict, description="instance config keys of a started server")
+    timeout: float = Field(default=60.0, gt=0, description="deadline of each HTTP call")
+    max_attempts: int = Field(default=3, ge=1, description="tries of seed_session and verify (tools: one)")
+    max_connections: int = Field(default=1024, ge=1)
+    start_timeout: float = Field(default=120.0, gt=0, description="seconds a started server has to become healthy")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NemoGymEnvironmentConfig:
+        if (self.url is None) == (self.server is None):
+            raise ValueError("give exactly one of url (a running server) or server (one to start)")
+        return self
+
+
 class EnvironmentConfig(_Strict):
-    """An environment run in this process (`entrypoint`), on Ray actors (`entrypoint` + `ray`), or served by another
+    """An environment run in this process (`entrypoint`), on Ray actors (`entrypoint` + `ray`), served by another
     gym-grpc server (`address`, with `tls` and a bearer token from `token_env` / `token_file` when that server asks
-    for them; plaintext to a non-loopback address needs `allow_insecure`)."""
+    for them; plaintext to a non-loopback address needs `allow_insecure`), or a NeMo Gym resources server
+    (`nemo_gym`)."""
 
     entrypoint: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$", description="module.path:ClassName")
     config: dict[str, Any] = Field(default_factory=dict)
@@ -169,11 +191,12 @@ class EnvironmentConfig(_Strict):
     token_file: str | None = Field(default=None, description="file holding the remote server's bearer token")
     allow_insecure: bool = Field(default=False, description="plaintext to a non-loopback address")
     ray: RayEnvironmentConfig | None = Field(default=None, description="run it as a pool of Ray actors")
+    nemo_gym: NemoGymEnvironmentConfig | None = Field(default=None, description="a NeMo Gym resources server")
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvironmentConfig:
-        if (self.entrypoint is None) == (self.address is None):
-            raise ValueError("give exactly one of entrypoint (in-process) or address (remote)")
+        if [self.entrypoint, self.address, self.nemo_gym].count(None) != 2:
+            raise ValueError("give exactly one of entrypoint (in-process), address (remote) or nemo_gym")
         if self.ray is not None and self.entrypoint is None:
             raise ValueError("ray needs an entrypoint (a remote environment runs where its address is)")
         remote_only = (self.tls, self.token_env, self.token_file)
@@ -194,10 +217,15 @@ def _loopback(address: str) -> bool:
 
 
 class AgentConfig(_Strict):
+    """The simple agent (`max_steps`), or any `Agent` class by `entrypoint` ("module:Class"), constructed as
+    `Class(name, model, environment, **config)` (`gym_grpc.agents.base`)."""
+
     type: Literal["simple"] = "simple"
     environment: str
     model: str
     max_steps: int = Field(default=10, ge=1)
+    entrypoint: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$", description="module.path:ClassName")
+    config: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of an entrypoint agent")
 
 
 class DatasetConfig(_Strict):

@@ -29,13 +29,24 @@ from gym_grpc.protocol.types import (
 
 
 def complete_usage(usage: Usage | None) -> Usage:
+    """The usage with both details objects and every count in them (0 where the model reported none)."""
     usage = usage or Usage()
+    inputs = usage.input_tokens_details or InputTokensDetails()
+    outputs = usage.output_tokens_details or OutputTokensDetails()
     return Usage(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         total_tokens=usage.total_tokens,
-        input_tokens_details=usage.input_tokens_details or InputTokensDetails(cached_tokens=0, cache_write_tokens=0),
-        output_tokens_details=usage.output_tokens_details or OutputTokensDetails(reasoning_tokens=0),
+        input_tokens_details=InputTokensDetails.model_validate(
+            {
+                **(inputs.model_extra or {}),
+                "cached_tokens": inputs.cached_tokens,
+                "cache_write_tokens": inputs.cache_write_tokens or 0,
+            }
+        ),
+        output_tokens_details=OutputTokensDetails.model_validate(
+            {**(outputs.model_extra or {}), "reasoning_tokens": outputs.reasoning_tokens}
+        ),
     )
 
 

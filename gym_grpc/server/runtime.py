@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
+from gym_grpc.agents.base import Agent
+from gym_grpc.agents.routing import RoutingAgent, check_rows, load_agent
 from gym_grpc.agents.simple import SimpleAgent
 from gym_grpc.collect.collector import CollectionPlan
 from gym_grpc.collect.stream import StreamLimits, StreamRegistry
-from gym_grpc.config.schema import EnvironmentConfig, GymConfig, ServerConfig
+from gym_grpc.config.schema import AgentConfig, EnvironmentConfig, GymConfig, ServerConfig
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.environments.host import EnvironmentHost
 from gym_grpc.environments.registry import load_environment
@@ -71,13 +73,17 @@ class Runtime:
         self.datasets = {name: _load_dataset(name, c.path) for name, c in config.datasets.items()}
         self.draining = asyncio.Event()
         self.streams = StreamRegistry()
-        self.agents = {
-            name: SimpleAgent(name, self.models[c.model], self.environments[c.environment], max_steps=c.max_steps)
-            for name, c in config.agents.items()
-        }
+        self.agents: dict[str, Agent] = {name: self._agent(name, c) for name, c in config.agents.items()}
 
-    def agent(self, name: str) -> SimpleAgent:
-        return _lookup("agent", self.agents, name)
+    def _agent(self, name: str, config: AgentConfig) -> Agent:
+        model, environment = self.models[config.model], self.environments[config.environment]
+        if config.entrypoint is None:
+            return SimpleAgent(name, model, environment, max_steps=config.max_steps)
+        return load_agent(config.entrypoint, name, model, environment, config.config, f"agents.{name}", self.models)
+
+    def agent(self, name: str) -> Agent:
+        """The agent of a collection: it runs rows without an `agent_ref`, and hands the others to their agent."""
+        return RoutingAgent(_lookup("agent", self.agents, name), self.agents)
 
     def environment(self, name: str) -> EnvironmentClient:
         return _lookup("environment", self.environments, name)
@@ -94,6 +100,7 @@ class Runtime:
         tasks = request.tasks if request.tasks is not None else self.dataset(request.dataset or "")
         if request.limit is not None:
             tasks = tasks[: request.limit]
+        check_rows(tasks, self.agents)
         if len(tasks) * request.num_repeats > server.max_rollouts_per_collection:
             raise InvalidArgumentError.field(
                 "num_repeats",
@@ -139,7 +146,16 @@ class Runtime:
             self.ray_owned = False
 
 
+def build_environment(config: GymConfig, name: str) -> EnvironmentClient:
+    """One configured environment alone (no models, no agents), e.g. for `gym-grpc reverify`."""
+    return _environment(name, _lookup("environment", config.environments, name), config.server)
+
+
 def _environment(name: str, config: EnvironmentConfig, server: ServerConfig) -> EnvironmentClient:
+    if config.nemo_gym is not None:
+        from gym_grpc.environments.nemo_gym import build_nemo_gym
+
+        return build_nemo_gym(name, config.nemo_gym)
     if config.address is not None:
         return _remote(name, config)
     assert config.entrypoint is not None  # the schema requires one of the two

@@ -20,7 +20,7 @@ from gym_grpc._proto.gym.v1 import (
     rollout_pb2,
     rollout_pb2_grpc,
 )
-from gym_grpc.agents.simple import RolloutSpec
+from gym_grpc.agents.base import RolloutSpec
 from gym_grpc.collect.collector import Collector
 from gym_grpc.collect.stream import StreamSession
 from gym_grpc.errors import (
