@@ -28,7 +28,7 @@ from procs import cpu_seconds, free_port
 from stream import start
 
 from gym_grpc.client import CollectionRequest, GymClient
-from gym_grpc.client.stream import GroupDelivered, StreamOptions, StreamSummary
+from gym_grpc.client.stream import GroupDelivered, StreamOptions
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.types import FunctionCallOutput, ResponseCreateParams
@@ -61,22 +61,24 @@ async def run_collect(target: str, work: list[Task]) -> int:
 
 
 async def run_stream(target: str, work: list[Task]) -> int:
+    """The same client work as run_collect: messages read as protos, no decoding into domain objects."""
     count = 0
     options = StreamOptions(agent="weather_simple_agent", num_repeats=GROUP, delivery="group")
     async with GymClient(target) as client, client.stream_rollouts(options) as stream:
         await stream.add_tasks({str(i): t for i, t in enumerate(work)})
         await stream.grant(16)
         groups = 0
-        async for message in stream:
-            if isinstance(message, GroupDelivered):
+        async for message in stream.raw():
+            which = message.WhichOneof("message")
+            if which == "group":
                 groups += 1
-                count += len(message.rollouts)
-                await stream.ack([message.group_id])
+                count += len(message.group.rollouts)
+                await stream.ack([message.group.group_id])
                 if groups + 16 <= len(work):
                     await stream.grant(1)
                 if groups == len(work):
                     await stream.finish()
-            elif isinstance(message, StreamSummary):
+            elif which == "summary":
                 break
     return count
 

@@ -70,6 +70,7 @@ class InstantAgent:
 
     def __init__(self) -> None:
         self.template: Rollout | None = None
+        self.model = self.environment = None  # the Agent protocol's attributes; this agent uses neither
 
     async def run(self, spec: RolloutSpec) -> Rollout:
         if self.template is None:

@@ -120,6 +120,15 @@ class RolloutStream:
         """Drop the connection (the server keeps the stream for a resume within its window)."""
         self._call.cancel()
 
+    async def raw(self) -> AsyncIterator[Any]:
+        """The server's messages as `StreamRolloutsResponse` protos, undecoded (for writers that keep the wire form,
+        and for benchmarks of the stream itself)."""
+        while True:
+            message = await self._call.read()
+            if message is grpc.aio.EOF:
+                return
+            yield message
+
     def __aiter__(self) -> AsyncIterator[ServerMessage]:
         return self._messages()
 
