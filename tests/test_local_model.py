@@ -310,9 +310,8 @@ async def test_the_embedded_model_in_a_stream_stamps_versions_and_gives_a_traini
     from gym_grpc.server.app import GymServer
 
     config = load_config(ROOT / "configs" / "weather.yaml")
-    config = config.model_copy(
-        update={"models": {"policy_model": config.models["policy_model"].model_copy(update={"max_output_tokens": 96})}}
-    )
+    model = config.models["policy_model"].model_copy(update={"max_output_tokens": 96, "reuse_sampled_tokens": True})
+    config = config.model_copy(update={"models": {"policy_model": model}})
     gym = GymServer(config)
     await gym.start("127.0.0.1", 0)
     try:

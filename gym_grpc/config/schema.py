@@ -91,6 +91,10 @@ class LocalModelConfig(_Strict):
         default="auto",
         description='"required": with tools offered and no tool output yet, tool_choice "auto" forces a tool call',
     )
+    reuse_sampled_tokens: bool = Field(
+        default=False,
+        description="token-in/token-out: later prompts reuse the tokens earlier turns sampled (a usable training view)",
+    )
     text_grammar: Literal["plain", "free"] = Field(
         default="free",
         description='text turns: "plain" = a capital letter, then no {}<> characters; "free" = any text',

@@ -175,7 +175,7 @@ class _Engine:
         )
         gen = self.generate(
             prompt,
-            history=sampled_turns(params),
+            history=sampled_turns(params) if cfg.reuse_sampled_tokens else (),
             grammar=grammar,
             temperature=cfg.temperature if params.temperature is None else params.temperature,
             top_p=cfg.top_p if params.top_p is None else params.top_p,

@@ -6,6 +6,11 @@ sampled: the embedded model's grammar spells `<tool_call>` with ordinary tokens 
 template's rendering tokenises it as one special token (Qwen2.5: 151657). The model would then see a history it did not
 write, and the episode's turns would break the prefix property a trainer needs (the training view records exactly this
 as a `prefix_violation`). NeMo RL replaces the re-rendered reply with the sampled tokens; so does `reuse_sampled`.
+
+The embedded model does it when `reuse_sampled_tokens: true` (off by default): measured on the weather demo
+(2026-11-30), Qwen2.5-Coder-0.5B shown its own grammar-spelled `<tool_call>` calls the tool again instead of
+answering (mean reward 0.0 over the 5 queries, against 0.8 with the re-rendered history). Training through the
+embedded model wants it on; the demo keeps the re-rendered history.
 """
 
 from __future__ import annotations
