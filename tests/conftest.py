@@ -55,7 +55,7 @@ async def gym_server(model_server: ModelServer) -> AsyncIterator[GymServer]:
 def _written_records_are_valid(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
-    if tmp is None:
+    if tmp is None or request.node.get_closest_marker("partial_records") is not None:
         return
     from gym_grpc.testing.validate import validate_record
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import DATA
 
 from gym_grpc.viewer.live import FileFeed
@@ -57,6 +58,7 @@ def test_files_merge_by_completion_time(tmp_path: Path) -> None:
     assert [r["rollout_id"] for r in merged] == ["r1", "r2", "r3"]
 
 
+@pytest.mark.partial_records  # hand-made rows: only the keys the viewer reads
 def test_file_feed_follows_complete_lines_only(tmp_path: Path) -> None:
     path = tmp_path / "live.jsonl"
     feed = FileFeed([path])
