@@ -13,7 +13,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 # Set-up is quiet: each step's output goes to build/setup.log and is shown only when it fails (`make V=1` shows all).
 QUIET := $(if $(V),,tools/quiet.sh)
 
-.PHONY: demo test lint typecheck buf-lint check-protos protos pytest local-model floor clean \
+.PHONY: setup demo test lint typecheck buf-lint check-protos protos pytest local-model floor clean \
 	clients-deps clients-gen clients-check-gen clients-build clients-test browser-deps
 
 $(VENV)/.stamp: pyproject.toml
@@ -113,7 +113,7 @@ FLOOR_PINS := grpcio==1.71.2 grpcio-reflection==1.71.2 grpcio-health-checking==1
 FLOOR_TESTS := tests/test_protocol_roundtrip.py tests/test_protocol_direct.py tests/test_collect_rollouts.py \
 	tests/test_agent.py tests/test_services.py tests/test_faults.py tests/test_security.py tests/test_fuzz.py
 
-$(FLOOR_VENV)/.stamp: pyproject.toml
+$(FLOOR_VENV)/.stamp: pyproject.toml $(VENV)/.stamp
 	@echo "setting up $(FLOOR_VENV): the runtime floors (grpcio 1.71.2, protobuf 5.29; once)"
 	@$(QUIET) $(PYTHON) -m venv $(FLOOR_VENV)
 	@$(QUIET) $(FLOOR_VENV)/bin/pip install -q -e . $(FLOOR_PINS) pytest==9.2.0 pytest-asyncio==1.5.0 \
@@ -123,13 +123,19 @@ $(FLOOR_VENV)/.stamp: pyproject.toml
 floor: $(FLOOR_VENV)/.stamp
 	$(FLOOR_VENV)/bin/pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 
-pytest: $(VENV)/.stamp clients-deps
+pytest: $(VENV)/.stamp clients-deps browser-deps
 	$(VENV)/bin/pytest -q
 
-test: $(VENV)/.stamp $(GEN_VENV)/.stamp
+# Everything the suite needs, each step once (caches outside the clone: ~/.cache/pip, ~/.cache/gym-grpc), in parallel.
+setup: $(VENV)/.stamp $(GEN_VENV)/.stamp $(FLOOR_VENV)/.stamp clients-deps browser-deps nemo-venv
+	@$(MAKE) --no-print-directory local-model
+
+# CI (.ci/run) runs this on a fresh clone: the browser and NeMo Gym tests must run there, not skip.
+test:
+	@echo "make test: set-up (quiet, in parallel; build/setup.log), then lint, types, contract, clients, pytest, floors"
+	@$(MAKE) --no-print-directory -j4 --output-sync=target setup
 	$(MAKE) lint typecheck buf-lint check-protos clients-check-gen clients-test
-	$(MAKE) local-model
-	$(MAKE) pytest
+	GYM_GRPC_REQUIRE_BROWSER=1 GYM_GRPC_REQUIRE_NEMO=1 $(MAKE) pytest
 	$(MAKE) floor
 
 # --- The viewer's browser tests (tests/test_viewer_*.py): Debian's chromium, installed with apt-get only when it is
@@ -158,12 +164,13 @@ NEMO_VENV ?= $(HOME)/.cache/gym-grpc/nemo-venv
 NEMO_GYM_VERSION := 0.7.0
 
 $(NEMO_VENV)/.stamp: tests/nemo_gym/requirements.lock
-	$(PYTHON) -m venv $(NEMO_VENV)
-	$(NEMO_VENV)/bin/pip install -q --upgrade pip
-	$(NEMO_VENV)/bin/pip install -q --no-deps --ignore-requires-python nemo-gym==$(NEMO_GYM_VERSION)
-	$(NEMO_VENV)/bin/pip install -q -r tests/nemo_gym/requirements.lock
-	$(NEMO_VENV)/bin/python -c "import nemo_gym.base_resources_server, resources_servers.mcqa.app"
-	touch $@
+	@echo "setting up NeMo Gym $(NEMO_GYM_VERSION) in $(NEMO_VENV) (~1.5 GB; about 10 minutes cold, once)"
+	@$(QUIET) $(PYTHON) -m venv $(NEMO_VENV)
+	@$(QUIET) $(NEMO_VENV)/bin/pip install -q --upgrade pip
+	@$(QUIET) $(NEMO_VENV)/bin/pip install -q --no-deps --ignore-requires-python nemo-gym==$(NEMO_GYM_VERSION)
+	@$(QUIET) $(NEMO_VENV)/bin/pip install -q -r tests/nemo_gym/requirements.lock
+	@$(NEMO_VENV)/bin/python -c "import nemo_gym.base_resources_server, resources_servers.mcqa.app"
+	@touch $@
 
 .PHONY: nemo-venv
 nemo-venv: $(NEMO_VENV)/.stamp
