@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _collect(args: argparse.Namespace) -> int:
     from gym_grpc.cli.collect import collect
-    from gym_grpc.client.client import tls_credentials
+    from gym_grpc.tls import tls_credentials
 
     sampling = {
         "temperature": args.temperature,

@@ -1,6 +1,6 @@
 """The Python client of gym-grpc."""
 
-from gym_grpc.client.client import GymClient, collect_rollouts_sync, tls_credentials
+from gym_grpc.client.client import GymClient, collect_rollouts_sync
 from gym_grpc.protocol.events import (
     CollectionRequest,
     Event,
@@ -11,6 +11,7 @@ from gym_grpc.protocol.events import (
     Started,
     Summary,
 )
+from gym_grpc.tls import tls_credentials
 
 __all__ = [
     "CollectionRequest",

@@ -12,7 +12,6 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -26,19 +25,6 @@ if TYPE_CHECKING:  # StreamRollouts' client and the pydantic domain load on firs
     from gym_grpc.protocol.streams import StreamOptions
 
 DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-def tls_credentials(
-    ca: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None
-) -> grpc.ChannelCredentials:
-    """TLS channel credentials: a CA bundle to trust (None = the system's), and a client certificate for mTLS."""
-    if (cert is None) != (key is None):
-        raise ValueError("a client certificate needs both cert and key")
-    return grpc.ssl_channel_credentials(
-        root_certificates=Path(ca).read_bytes() if ca else None,
-        private_key=Path(key).read_bytes() if key else None,
-        certificate_chain=Path(cert).read_bytes() if cert else None,
-    )
 
 
 class GymClient:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -42,19 +41,6 @@ RETRYABLE = frozenset(
 # A call the server may have run: retried only where that is harmless (see the module docstring).
 SEED_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 NEVER_RAN = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})  # refused before running (a server limit)
-
-
-def channel_credentials(
-    ca: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None
-) -> grpc.ChannelCredentials:
-    """TLS channel credentials: a CA bundle to trust (None = the system's), and a client certificate for mTLS."""
-    if (cert is None) != (key is None):
-        raise ValueError("a client certificate needs both cert and key")
-    return grpc.ssl_channel_credentials(
-        root_certificates=Path(ca).read_bytes() if ca else None,
-        private_key=Path(key).read_bytes() if key else None,
-        certificate_chain=Path(cert).read_bytes() if cert else None,
-    )
 
 
 class RemoteEnvironment:

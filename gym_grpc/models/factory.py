@@ -40,7 +40,8 @@ def build_model(name: str, config: ModelConfig) -> ModelClient:
 def _grpc_model(name: str, config: GrpcModelConfig) -> ModelClient:
     from pathlib import Path
 
-    from gym_grpc.models.grpc_model import GrpcModel, credentials_from_files
+    from gym_grpc.models.grpc_model import GrpcModel
+    from gym_grpc.tls import tls_credentials
 
     token = os.environ.get(config.token_env) if config.token_env else None
     if config.token_file:
@@ -50,7 +51,7 @@ def _grpc_model(name: str, config: GrpcModelConfig) -> ModelClient:
         name,
         address=config.address,
         remote_model=config.model,
-        credentials=credentials_from_files(tls.ca, tls.cert, tls.key) if tls is not None else None,
+        credentials=tls_credentials(tls.ca, tls.cert, tls.key) if tls is not None else None,
         token=token,
         max_concurrency=config.max_concurrency,
         timeout=config.timeout,

@@ -9,7 +9,6 @@ carry none, so it wins over the version a StreamRollouts trainer announced.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import grpc
 
@@ -88,13 +87,3 @@ class GrpcModel:
     async def aclose(self) -> None:
         for channel in (*self._retired, self.channel):
             await channel.close()
-
-
-def credentials_from_files(ca: str | None, cert: str | None, key: str | None) -> grpc.ChannelCredentials:
-    if (cert is None) != (key is None):
-        raise ValueError("a client certificate needs both cert and key")
-    return grpc.ssl_channel_credentials(
-        root_certificates=Path(ca).read_bytes() if ca else None,
-        private_key=Path(key).read_bytes() if key else None,
-        certificate_chain=Path(cert).read_bytes() if cert else None,
-    )

@@ -20,7 +20,7 @@ from gym_grpc.config.schema import AgentConfig, EnvironmentConfig, GymConfig, Se
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.environments.host import EnvironmentHost
 from gym_grpc.environments.registry import load_environment
-from gym_grpc.environments.remote import RemoteEnvironment, channel_credentials
+from gym_grpc.environments.remote import RemoteEnvironment
 from gym_grpc.errors import ConfigError, InvalidArgumentError, NotFoundError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.factory import build_model
@@ -28,6 +28,7 @@ from gym_grpc.protocol.events import CollectionRequest
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.task_file import read_tasks  # moved to protocol/ (the client reads task files too)
 from gym_grpc.server import telemetry
+from gym_grpc.tls import tls_credentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -202,7 +203,7 @@ def _remote(name: str, config: EnvironmentConfig) -> RemoteEnvironment:
     credentials = None
     if config.tls is not None:
         try:
-            credentials = channel_credentials(config.tls.ca, config.tls.cert, config.tls.key)
+            credentials = tls_credentials(config.tls.ca, config.tls.cert, config.tls.key)
         except OSError as exc:
             raise ConfigError(f"{where}.tls: cannot read {exc.filename}: {exc.strerror}") from None
     return RemoteEnvironment(
