@@ -1,11 +1,12 @@
-"""`gym.v1.ModelService` served by the trainer around its live policy (the only module here that touches `_proto`).
+"""`gym.v1.ModelService` served by the trainer around its live policy.
 
-A gym-grpc server's `grpc` model adapter calls `CreateResponse` here; every answer carries `policy_version`, the
-version of the weights that generated it. The servicer is thin: decode (`gym_grpc.protocol.convert`), await the
-batcher, encode.
+A gym-grpc server's `grpc` model adapter (`models: {policy: {type: grpc, address: HOST:PORT}}`) calls
+`CreateResponse` here; every answer carries `policy_version`: the version read when the request's generation batch
+started, so it names the weights that produced it. The protocol layer (`gym_grpc.protocol.model_service`) decodes and
+encodes; this module only wires the batcher in.
 
-    server = PolicyServer(BatchingModel(policy))
-    port = await server.start("127.0.0.1", 0)
+    server = PolicyService(BatchingModel(policy))
+    await server.start()          # 127.0.0.1, a free port: server.address
     ...
     await server.stop()
 """
@@ -13,63 +14,49 @@ batcher, encode.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import grpc
 
-from gym_grpc._proto.gym.v1 import model_pb2, model_pb2_grpc
-from gym_grpc.errors import InvalidArgumentError, ModelError
-from gym_grpc.protocol import convert
-from gym_grpc.server.status import abort
+from gym_grpc.protocol.model_service import add_model_service
+from gym_grpc.protocol.types import Response, ResponseCreateParams
 from gym_grpc_train.batching import BatchingModel
 
 log = logging.getLogger(__name__)
 
 
-class PolicyServicer(model_pb2_grpc.ModelServiceServicer):
-    def __init__(self, model: BatchingModel) -> None:
-        self.model = model
-
-    async def CreateResponse(  # noqa: N802
-        self, request: model_pb2.CreateResponseRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> model_pb2.CreateResponseResponse:
-        try:
-            params = convert.params_from_proto(request.params, "params")
-        except InvalidArgumentError as exc:
-            await abort(context, exc)
-        try:
-            response, version = await self.model.create(params)
-        except ValueError as exc:  # the request cannot be served (a prompt over the limit)
-            await abort(context, InvalidArgumentError.field("params.input", str(exc)))
-        except Exception as exc:
-            log.exception("generation failed")
-            await abort(context, ModelError(f"the policy failed: {type(exc).__name__}: {exc}"))
-        return model_pb2.CreateResponseResponse(response=convert.response_to_proto(response), policy_version=version)
-
-
-class PolicyServer:
+class PolicyService:
     """A grpc.aio server with the policy's ModelService (loopback by default; port 0 picks a free port)."""
 
-    def __init__(self, model: BatchingModel, *, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        model: BatchingModel,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.model = model
-        self.port = 0
+        self.host, self.port = host, port
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self._server = grpc.aio.server(options=options)
-        model_pb2_grpc.add_ModelServiceServicer_to_server(PolicyServicer(model), self._server)
+        add_model_service(self._server, self._answer)
+
+    async def _answer(self, model: str, params: ResponseCreateParams) -> tuple[Response, int | None]:
+        return await self.model.create(params)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+    async def start(self) -> PolicyService:
         self.model.start()
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        self.port = self._server.add_insecure_port(f"{self.host}:{self.port}")
         await self._server.start()
-        log.info("policy ModelService on %s:%d", host, self.port)
-        return self.port
+        log.info("policy ModelService on %s", self.address)
+        return self
 
     async def stop(self, grace: float | None = 1.0) -> None:
         await self._server.stop(grace)

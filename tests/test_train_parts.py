@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from types import SimpleNamespace
 
 import pytest
 
-from gym_grpc.protocol.types import Response, ResponseCreateParams
+from gym_grpc.protocol.rollouts import Failure, Rollout
+from gym_grpc.protocol.training import PrefixViolation, TrainingView
+from gym_grpc.protocol.types import Message, Response, ResponseCreateParams
 from gym_grpc_train.batching import BatchingModel
 from gym_grpc_train.render import parse_calls
 from gym_grpc_train.rows import env_reward, row_of, trl_output
@@ -33,46 +34,53 @@ def test_parse_calls(text: str, content: str, calls: list[tuple[str, str]]) -> N
     assert [(c.name, json.loads(c.arguments)) for c in got] == [(n, json.loads(a)) for n, a in calls]
 
 
-def _view(ids: list[int], mask: list[int], logprobs: list[float | None], prompt_length: int) -> SimpleNamespace:
-    return SimpleNamespace(token_ids=ids, loss_mask=mask, logprobs=logprobs, prompt_length=prompt_length)
+def _rollout(view: TrainingView | None, reward: float | None = 0.5, **fields: object) -> Rollout:
+    output = [
+        Message(type="message", role="assistant", content="a", policy_version=3),
+        Message(type="message", role="assistant", content="b", policy_version=4),
+    ]
+    params = ResponseCreateParams(input="q")
+    response = Response(id="r", output=list(output))
+    return Rollout(agent="a", params=params, response=response, training_view=view, reward=reward, **fields)  # type: ignore[arg-type]
 
 
 def test_row_of_splits_the_view_at_the_first_prompt() -> None:
     # prompt (3) | generated (2) | tool output (2) | generated (2)
-    view = _view(
-        [1, 2, 3, 10, 11, 20, 21, 12, 13],
-        [0, 0, 0, 1, 1, 0, 0, 1, 1],
-        [None, None, None, -0.5, -0.25, None, None, -1.0, -2.0],
-        3,
+    view = TrainingView(
+        token_ids=[1, 2, 3, 10, 11, 20, 21, 12, 13],
+        loss_mask=[0, 0, 0, 1, 1, 0, 0, 1, 1],
+        logprobs=[0.0, 0.0, 0.0, -0.5, -0.25, 0.0, 0.0, -1.0, -2.0],
+        prompt_length=3,
     )
-    rollout = SimpleNamespace(
-        rollout_id="r", training_view=view, failure=None, reward=0.5, min_policy_version=3, max_policy_version=4
-    )
-    row = row_of(rollout, fallback_prompt=[9], stop_id=2)
+    row = row_of(_rollout(view), fallback_prompt=[9], stop_id=2)
     assert row.prompt_ids == [1, 2, 3]
     assert row.completion_ids == [10, 11, 20, 21, 12, 13]
     assert row.env_mask == [1, 1, 0, 0, 1, 1]
     assert row.logprobs == [-0.5, -0.25, 0.0, 0.0, -1.0, -2.0]
-    assert (row.reward, row.min_version, row.max_version, row.failed) == (0.5, 3, 4, None)
+    assert (row.reward, row.min_version, row.max_version, row.excluded) == (0.5, 3, 4, None)
     out = trl_output([row])
     assert out["env_reward"] == [0.5] and out["policy_version"] == [3]
     assert env_reward(["p"], ["c"], env_reward=out["env_reward"]) == [0.5]
 
 
 def test_a_failed_rollout_trains_on_nothing_and_has_no_reward() -> None:
-    failure = SimpleNamespace(message="the model failed")
-    rollout = SimpleNamespace(rollout_id="r", training_view=None, failure=failure, reward=None)
-    row = row_of(rollout, fallback_prompt=[5, 6], stop_id=2)
+    failure = Failure(code=14, message="the model failed", reason="MODEL", kind="infrastructure")
+    row = row_of(_rollout(None, reward=None, failure=failure), fallback_prompt=[5, 6], stop_id=2)
     assert (row.prompt_ids, row.completion_ids, row.env_mask, row.reward) == ([5, 6], [2], [0], None)
-    assert row.failed == "the model failed"
+    assert row.excluded == "failed: the model failed"
+
+
+def test_a_prefix_violation_keeps_the_reward_and_trains_on_nothing() -> None:
+    view = TrainingView(prefix_violation=PrefixViolation(turn=1, position=7, expected_token=5, actual_token=6))
+    row = row_of(_rollout(view, reward=1.0), fallback_prompt=[5], stop_id=2)
+    assert (row.completion_ids, row.env_mask, row.reward) == ([2], [0], 1.0)
+    assert row.excluded == "prefix violation at turn 1, position 7"
 
 
 def test_a_misaligned_view_is_an_error() -> None:
-    rollout = SimpleNamespace(
-        rollout_id="r", training_view=_view([1, 2, 3], [0, 1], [None, -1.0, -1.0], 1), failure=None, reward=1.0
-    )
+    view = TrainingView(token_ids=[1, 2, 3], loss_mask=[0, 1], logprobs=[0.0, -1.0, -1.0], prompt_length=1)
     with pytest.raises(ValueError, match="does not align"):
-        row_of(rollout, fallback_prompt=[1], stop_id=2)
+        row_of(_rollout(view), fallback_prompt=[1], stop_id=2)
 
 
 class RecordingSampler:
