@@ -137,6 +137,7 @@ test:
 	$(MAKE) lint typecheck buf-lint check-protos clients-check-gen clients-test
 	GYM_GRPC_REQUIRE_BROWSER=1 GYM_GRPC_REQUIRE_NEMO=1 $(MAKE) pytest
 	$(MAKE) floor
+	$(MAKE) train-test
 
 # --- The viewer's browser tests (tests/test_viewer_*.py): Debian's chromium, installed with apt-get only when it is
 # missing, and playwright-core from tests/browser/package-lock.json (it drives /usr/bin/chromium; no browser download).
@@ -155,7 +156,7 @@ demo: $(VENV)/.local-model
 	$(VENV)/bin/gym-grpc demo
 
 clean:
-	rm -rf $(VENV) $(GEN_VENV) $(FLOOR_VENV) build *.egg-info $(GO_CLIENT)/.bin $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
+	rm -rf $(VENV) $(GEN_VENV) $(FLOOR_VENV) $(TRAIN_VENV) build *.egg-info $(GO_CLIENT)/.bin $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
 
 # --- NeMo Gym (issue 17): the PyPI nemo-gym 0.7.0 in its own venv, for the tests that run its resources servers.
 # nemo-gym declares Python >= 3.13.14; its code runs on 3.11. Installed without its declared Python, then its
@@ -178,6 +179,7 @@ nemo-venv: $(NEMO_VENV)/.stamp
 # --- The trainer side (issue 16): torch + TRL in their own venv, built once, reused by `make train` and the slow test.
 # torch from PyPI is the CUDA build; it runs on CPU. triton is left out (1 GB, unused on CPU): the set is resolved
 # once (pip's report), then installed without it, --no-deps, so no later step pulls it back.
+.PHONY: train-venv train train-test
 TRAIN_VENV := .venv-train
 TRAIN_TEST_PINS := pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0
 
@@ -198,3 +200,12 @@ $(TRAIN_VENV)/.stamp: pyproject.toml
 	touch $@
 
 train-venv: $(TRAIN_VENV)/.stamp
+
+# GRPO through gym-grpc on this CPU (docs/training.md): writes train_out/train_metrics.jsonl and train_out/reward_curve.png.
+TRAIN_ARGS ?=
+train: $(TRAIN_VENV)/.stamp
+	$(TRAIN_VENV)/bin/python -m gym_grpc_train.demo --out train_out $(TRAIN_ARGS)
+
+# The trainer side's tests (torch, TRL): the policy's ModelService and two GRPO steps through a real server.
+train-test: $(TRAIN_VENV)/.stamp
+	$(TRAIN_VENV)/bin/pytest -q -p no:cacheprovider tests_train

@@ -41,7 +41,7 @@ def row_of(rollout: Rollout, *, fallback_prompt: list[int], stop_id: int) -> Row
         if rollout.failure is not None:
             why = f"failed: {rollout.failure.message}"
         elif view is None:
-            why = "no training view (ask the stream for view='full')"
+            why = "no training view (ask the stream for view='training')"
         elif view.prefix_violation is not None:
             why = f"prefix violation at turn {view.prefix_violation.turn}, position {view.prefix_violation.position}"
         else:

@@ -37,12 +37,11 @@ class PolicyService:
     ) -> None:
         self.model = model
         self.host, self.port = host, port
-        options = [
+        self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        self._server = grpc.aio.server(options=options)
-        add_model_service(self._server, self._answer)
+        self._server: grpc.aio.Server | None = None
 
     async def _answer(self, model: str, params: ResponseCreateParams) -> tuple[Response, int | None]:
         return await self.model.create(params)
@@ -52,12 +51,16 @@ class PolicyService:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> PolicyService:
+        """Start serving, on the running event loop (grpc.aio binds a server to the loop it is made in)."""
         self.model.start()
+        self._server = grpc.aio.server(options=self._options)
+        add_model_service(self._server, self._answer)
         self.port = self._server.add_insecure_port(f"{self.host}:{self.port}")
         await self._server.start()
         log.info("policy ModelService on %s", self.address)
         return self
 
     async def stop(self, grace: float | None = 1.0) -> None:
-        await self._server.stop(grace)
+        if self._server is not None:
+            await self._server.stop(grace)
         await self.model.aclose()

@@ -17,26 +17,20 @@ TOPICS = [
 ]  # fmt: skip
 
 
-def lowercase_rows(max_words: int = 30, max_output_tokens: int = 48) -> list[dict[str, Any]]:
-    """One row per topic: answer in lowercase only, in fewer than `max_words` words; graded by the fraction of
-    the two constraints followed (configure the environment with `grading: fraction`)."""
-    rows = []
-    for topic in TOPICS:
-        text = (
-            f"Write about {topic} in fewer than {max_words} words. "
-            "Your entire answer must be in lowercase letters: no capital letters at all."
-        )
-        rows.append(
-            {
-                "responses_create_params": {
-                    "input": [{"role": "user", "content": text}],
-                    "max_output_tokens": max_output_tokens,
-                    "temperature": 1.0,
-                },
-                "verifier_metadata": {
-                    "instruction_id_list": ["change_case:english_lowercase", "length_constraints:number_words"],
-                    "kwargs": [{}, {"relation": "less than", "num_words": max_words}],
-                },
-            }
-        )
-    return rows
+def word_limit_rows(max_words: int = 12, max_output_tokens: int = 32) -> list[dict[str, Any]]:
+    """One row per topic: "Describe <topic> in fewer than <max_words> words." (IFEval's
+    `length_constraints:number_words`); reward 1 when the answer is non-empty and short enough."""
+    return [
+        {
+            "responses_create_params": {
+                "input": [{"role": "user", "content": f"Describe {topic} in fewer than {max_words} words."}],
+                "max_output_tokens": max_output_tokens,
+                "temperature": 1.0,
+            },
+            "verifier_metadata": {
+                "instruction_id_list": ["length_constraints:number_words"],
+                "kwargs": [{"relation": "less than", "num_words": max_words}],
+            },
+        }
+        for topic in TOPICS
+    ]

@@ -56,6 +56,7 @@ class StepRecord:
     generation_tokens: int
     environment_seconds: float  # tool + verify seconds, summed over rollouts (they overlap)
     rows: list[Row] = field(default_factory=list)
+    rollouts: list[Rollout] = field(default_factory=list)  # in the rows' order
     versions: list[int | None] = field(default_factory=list)
     dropped: int = 0  # groups the stream dropped as stale, asked for again
 
@@ -132,6 +133,7 @@ class GymRolloutFunc:
             generation_tokens=tokens1 - tokens0,
             environment_seconds=environment,
             rows=rows,
+            rollouts=[r for group in groups for r in group],
             versions=[r.min_version for r in rows],
             dropped=dropped,
         )
@@ -152,7 +154,7 @@ class GymRolloutFunc:
                 agent=self.config.agent,
                 num_repeats=self.config.num_generations,
                 delivery="group",
-                view="full",
+                view="training",
                 staleness=Staleness(max_policy_lag=self.config.max_policy_lag, action="drop"),
             )
             self._stream = await stack.enter_async_context(client.stream_rollouts(options))

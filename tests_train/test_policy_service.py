@@ -1,0 +1,115 @@
+"""The trainer-hosted policy over `gym.v1.ModelService`, on the real SmolLM2-135M: token data, the log-probs of the
+distribution it sampled from, policy versions, batching of concurrent requests, token-exact turns, tools in the
+prompt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+import torch
+
+from gym_grpc.protocol.model_service import ModelServiceClient
+from gym_grpc.protocol.training import build
+from gym_grpc.protocol.types import FunctionTool, Message, Response, ResponseCreateParams
+from gym_grpc_train.batching import BatchingModel
+from gym_grpc_train.policy import Policy, SamplingDefaults
+from gym_grpc_train.service import PolicyService
+
+
+@pytest.fixture
+async def served(model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[tuple[Policy, ModelServiceClient]]:
+    model, tokenizer = model_and_tokenizer
+    policy = Policy(model, tokenizer, defaults=SamplingDefaults(max_output_tokens=12))
+    service = await PolicyService(BatchingModel(policy, window=0.3)).start()
+    async with grpc.aio.insecure_channel(service.address) as channel:
+        yield policy, ModelServiceClient(channel)
+    await service.stop()
+
+
+def _params(text: str, **kw: Any) -> ResponseCreateParams:
+    return ResponseCreateParams.model_validate({"input": [{"role": "user", "content": text}], **kw})
+
+
+def _turn(response: Response) -> Message:
+    item = response.output[0]
+    assert isinstance(item, Message)
+    return item
+
+
+def _reference_logprobs(
+    model: Any, prompt: list[int], generated: list[int], temperature: float, top_p: float
+) -> list[float]:
+    """log-probs of `generated` under softmax(logits / T) within the top-p nucleus, from one full forward pass."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + generated])).logits[0, len(prompt) - 1 : -1].float() / temperature
+    probs = torch.softmax(logits, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    outside = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p  # tokens after the nucleus is full
+    mask = torch.zeros_like(outside).scatter(1, order, outside)
+    filtered = torch.log_softmax(logits.masked_fill(mask, float("-inf")), dim=-1)
+    return filtered.gather(1, torch.tensor(generated)[:, None])[:, 0].tolist()
+
+
+async def test_token_data_log_probs_and_version(served: tuple[Policy, ModelServiceClient]) -> None:
+    policy, client = served
+    policy.set_version(7)
+    texts = ["Name a colour.", "Say hello to the ocean in one short sentence, please.", "Count to three."]
+    answers = await asyncio.gather(
+        *(client.create("policy", _params(t, temperature=0.7, top_p=0.9), timeout=300) for t in texts)
+    )
+    assert 3 in policy.stats.batch_sizes  # the three concurrent requests were generated together, left-padded
+    tokenizer = policy.renderer.tokenizer
+    for text, (response, version) in zip(texts, answers, strict=True):
+        assert version == 7
+        turn = _turn(response)
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": text}],
+            chat_template=policy.renderer.template,
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        assert turn.prompt_token_ids == tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        ids, logps = turn.generation_token_ids or [], turn.generation_log_probs or []
+        assert 0 < len(ids) == len(logps) <= 12
+        finished = ids[-1] in policy.renderer.stop_ids
+        assert response.status == ("completed" if finished else "incomplete")
+        assert turn.text == tokenizer.decode(ids[:-1] if finished else ids)
+        reference = _reference_logprobs(policy.model, turn.prompt_token_ids or [], ids, 0.7, 0.9)
+        assert logps == pytest.approx(reference, abs=2e-3)
+        assert all(lp > float("-inf") for lp in logps)
+
+
+async def test_a_later_turn_extends_the_earlier_one_token_for_token(served: tuple[Policy, ModelServiceClient]) -> None:
+    policy, client = served
+    policy.set_version(1)
+    greedy = {"temperature": 0.0, "max_output_tokens": 32}  # deterministic, and short enough to finish
+    first, _ = await client.create("policy", _params("Name a fruit.", **greedy), timeout=300)
+    policy.set_version(2)
+    items = [Message(role="user", content="Name a fruit."), *first.output, Message(role="user", content="Another one.")]
+    second, version = await client.create("policy", ResponseCreateParams(input=items, **greedy), timeout=300)
+    assert version == 2
+    one, two = _turn(first), _turn(second)
+    assert first.status == "completed"
+    earlier = (one.prompt_token_ids or []) + (one.generation_token_ids or [])
+    assert (two.prompt_token_ids or [])[: len(earlier)] == earlier
+    view = build([*first.output, *second.output])
+    assert view.usable
+    assert sum(view.loss_mask) == len(one.generation_token_ids or []) + len(two.generation_token_ids or [])
+    assert view.prompt_length == len(one.prompt_token_ids or [])
+
+
+async def test_tools_reach_the_prompt(served: tuple[Policy, ModelServiceClient]) -> None:
+    policy, client = served
+    tool = FunctionTool(name="get_weather", description="The weather in a city.", parameters={"type": "object"})
+    response, _ = await client.create("policy", _params("Weather in Oslo?", tools=[tool.to_json()]), timeout=300)
+    prompt = policy.renderer.decode(response.output[0].prompt_token_ids or [])  # type: ignore[union-attr]
+    assert '"name": "get_weather"' in prompt
+    assert "<tools>" in prompt
+    none, _ = await client.create(
+        "policy", _params("Weather in Oslo?", tools=[tool.to_json()], tool_choice="none"), timeout=300
+    )
+    assert "get_weather" not in policy.renderer.decode(none.output[0].prompt_token_ids or [])  # type: ignore[union-attr]
