@@ -132,7 +132,7 @@ class Policy:
             do_sample=not greedy,
             temperature=None if greedy else temperature,
             top_p=None if greedy or top_p >= 1.0 else top_p,
-            top_k=None,
+            top_k=None if greedy else 0,  # None when sampling would mean the library default, 50
             max_new_tokens=max(limits),
             eos_token_id=self.renderer.stop_ids,
             pad_token_id=self.pad_id,
