@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("train_out"))
-    p.add_argument("--num-generations", type=int, default=8, help="group size (completions per prompt)")
-    p.add_argument("--prompts-per-step", type=int, default=1)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--num-generations", type=int, default=4, help="group size (completions per prompt)")
+    p.add_argument("--prompts-per-step", type=int, default=2)
+    p.add_argument("--learning-rate", type=float, default=5e-4)
     p.add_argument("--max-words", type=int, default=12, help="the instruction: answer in fewer than this many words")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box)")
     return p

@@ -38,11 +38,11 @@ AGENT = "train_agent"
 class TrainingSettings:
     model_dir: Path
     tasks: list[dict[str, Any]]
-    steps: int = 30
+    steps: int = 20
     seed: int = 0
-    num_generations: int = 8
-    prompts_per_step: int = 1
-    learning_rate: float = 5e-5
+    num_generations: int = 4
+    prompts_per_step: int = 2
+    learning_rate: float = 5e-4
     lora_rank: int = 16  # 0: full fine-tuning
     max_policy_lag: int = 0
     output_dir: Path = Path("train_out/trainer")
@@ -206,4 +206,5 @@ def step_metrics(step: int, record: StepRecord, seconds: float, logs: dict[str, 
         "other_rollout_seconds": other,
         "training_seconds": max(0.0, seconds - record.seconds),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sample": record.rollouts[0].response.final_answer if record.rollouts and record.rollouts[0].response else "",
     }
