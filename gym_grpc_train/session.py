@@ -138,7 +138,7 @@ class TrainingSession:
 
     def train(self, on_step: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Run the steps; one metrics dict per step (see the module docstring for the time split)."""
-        from transformers import TrainerCallback
+        from transformers import PrinterCallback, TrainerCallback
 
         lines: list[dict[str, Any]] = []
         records = self.rollouts.records
@@ -159,6 +159,7 @@ class TrainingSession:
                 if on_step is not None:
                     on_step(line)
 
+        self.trainer.remove_callback(PrinterCallback)  # the demo prints its own line per step
         self.trainer.add_callback(Metrics())
         self.trainer.train()
         return lines
