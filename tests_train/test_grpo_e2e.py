@@ -25,6 +25,7 @@ def test_two_grpo_steps_through_gym_grpc(model_dir: Path, tmp_path: Path) -> Non
         tasks=word_limit_rows(max_words=12, max_output_tokens=16),
         steps=2,
         num_generations=G,
+        prompts_per_step=1,
         learning_rate=1e-3,
         max_policy_lag=0,
         output_dir=tmp_path / "trainer",
