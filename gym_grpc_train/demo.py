@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     from gym_grpc_train import model_files
     from gym_grpc_train.session import TrainingSession, TrainingSettings
     from gym_grpc_train.tasks import word_limit_rows
