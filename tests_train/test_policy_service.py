@@ -14,7 +14,14 @@ import torch
 
 from gym_grpc.protocol.model_service import ModelServiceClient
 from gym_grpc.protocol.training import build
-from gym_grpc.protocol.types import FunctionTool, Message, Response, ResponseCreateParams
+from gym_grpc.protocol.types import (
+    FunctionCall,
+    FunctionCallOutput,
+    FunctionTool,
+    Message,
+    Response,
+    ResponseCreateParams,
+)
 from gym_grpc_train.batching import BatchingModel
 from gym_grpc_train.policy import Policy, SamplingDefaults
 from gym_grpc_train.service import PolicyService
@@ -114,3 +121,35 @@ async def test_tools_reach_the_prompt(served: tuple[Policy, ModelServiceClient])
         "policy", _params("Weather in Oslo?", tools=[tool.to_json()], tool_choice="none"), timeout=300
     )
     assert "get_weather" not in policy.renderer.decode(none.output[0].prompt_token_ids or [])  # type: ignore[union-attr]
+
+
+def test_a_tool_episode_continues_token_for_token(model_and_tokenizer: tuple[Any, Any]) -> None:
+    """A tool call turn (its exact tokens), the tool's output, the next prompt: the prefix holds and only the two
+    generated segments are under the loss mask."""
+    _, tokenizer = model_and_tokenizer
+    renderer = Policy(*model_and_tokenizer).renderer
+    tool = FunctionTool(name="get_weather", description="The weather in a city.", parameters={"type": "object"})
+    ask = _params("Weather in Oslo?", tools=[tool.to_json()])
+    first_prompt = renderer.prompt_ids(ask)
+    call_text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    call_tokens = renderer.encode(call_text) + renderer.stop_ids[:1]
+    call = FunctionCall(
+        call_id="c1", name="get_weather", arguments='{"city":"Oslo"}', prompt_token_ids=first_prompt,
+        generation_token_ids=call_tokens, generation_log_probs=[-0.5] * len(call_tokens),
+    )  # fmt: skip
+    output = FunctionCallOutput(call_id="c1", output='{"weather_description": "cold"}')
+    second_prompt = renderer.prompt_ids(ask.model_copy(update={"input": [*ask.items, call, output]}))
+    assert second_prompt[: len(first_prompt) + len(call_tokens)] == first_prompt + call_tokens
+    between = tokenizer.decode(second_prompt[len(first_prompt) + len(call_tokens) :])
+    assert "<tool_response>" in between
+    assert '{"weather_description": "cold"}' in between
+    assert between.endswith("<|im_start|>assistant\n")
+    answer = Message(
+        type="message", role="assistant", content="Cold.", prompt_token_ids=second_prompt,
+        generation_token_ids=[42, renderer.stop_ids[0]], generation_log_probs=[-1.0, -0.1],
+    )  # fmt: skip
+    view = build([call, output, answer])
+    assert view.usable
+    generated = [t for t, m in zip(view.token_ids, view.loss_mask, strict=True) if m == 1]
+    assert generated == [*call_tokens, 42, renderer.stop_ids[0]]
+    assert view.token_ids == [*second_prompt, 42, renderer.stop_ids[0]]
