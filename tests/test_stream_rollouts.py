@@ -242,7 +242,8 @@ async def test_staleness_restart_delivers_once_at_the_new_version(served: Any) -
         await stream.grant(1)
         await until(lambda: model.waiting == 2, "the group at its second turn")
         await stream.set_policy_version(1)
-        await until(lambda: model.waiting == 4 or model.calls >= 4, "the restart's first turns")
+        # the restart cancels the 2 held calls and runs the group again: 2 first turns, then 2 held second turns
+        await until(lambda: model.calls == 8 and model.waiting == 2, "the restarted group at its second turn")
         model.gate.set()
         await stream.finish()
         got = await collect(stream, lambda m: False)
