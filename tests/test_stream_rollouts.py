@@ -350,7 +350,8 @@ async def test_a_reader_that_stops_holds_nothing_past_its_credits(served: Any) -
     async with stream_on(f"127.0.0.1:{gym.port}", StreamOptions(agent="agent", num_repeats=2)) as stream:
         await stream.add_tasks({f"t{i}": row("rewards 1,0") for i in range(50)})
         await stream.grant(3)
-        await asyncio.sleep(0.5)  # not reading
+        await until(lambda: model.calls == 6, "the three granted groups to run")
+        await asyncio.sleep(0.5)  # not reading: nothing more starts
         session = next(iter(gym.runtime.streams.sessions.values()))
         assert model.calls == 6 and session.credits == 0 and len(session._queue) == 47
 
