@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import re
 from typing import Any
 
@@ -223,8 +224,7 @@ async def serve(port: int) -> None:
 
     config = weather_config(port)
     server = GymServer(config, Runtime(config, models={"policy_model": VariedWeatherModel()}))
-    await server.start("127.0.0.1", port)
-    print(f"serving on 127.0.0.1:{server.port}", flush=True)
+    await server.start("127.0.0.1", port)  # logs "gym-grpc serving on 127.0.0.1:PORT"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -236,6 +236,7 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=50051)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     asyncio.run(serve(parser.parse_args().port))
 
 
