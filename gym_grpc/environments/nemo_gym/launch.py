@@ -158,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="an instance config key")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
     process = ResourcesServerProcess(args.server, python=args.python, host=args.host, port=args.port, config=config)
 
     async def serve() -> int:
         await process.start()
-        print(f"{args.server}: {process.url}", flush=True)
+        log.info("%s: %s", args.server, process.url)
         assert process.process is not None
         try:
             return await process.process.wait()
