@@ -27,7 +27,7 @@ from gym_grpc.agents.simple import RolloutSpec, SimpleAgent
 from gym_grpc.environments.host import EnvironmentHost
 from gym_grpc.environments.weather import WeatherEnvironment
 from gym_grpc.models.openai_responses import OpenAIResponsesModel
-from gym_grpc.protocol.collection import EventEncoder
+from gym_grpc.protocol.codec.events import EventEncoder
 from gym_grpc.protocol.events import Finished
 from gym_grpc.protocol.task_file import read_tasks
 

@@ -17,7 +17,7 @@ import grpc
 
 from gym_grpc.agents.simple import RolloutSpec
 from gym_grpc.config.schema import GymConfig
-from gym_grpc.protocol import collection
+from gym_grpc.protocol.codec import events as events_codec
 from gym_grpc.protocol.events import Finished
 from gym_grpc.protocol.rollouts import Rollout, Stats, Timing
 from gym_grpc.protocol.task_file import read_tasks
@@ -105,7 +105,7 @@ async def serve_gym(port: int) -> None:
 def bare_payload() -> bytes:
     task = read_tasks(Path(__file__).resolve().parent.parent / "tests" / "data" / "weather_queries.jsonl")[4]
     rollout = finished_rollout(RolloutSpec(task, 4, 0, "r-x-0", "g-x"))
-    return collection.event_to_proto(Finished(rollout)).SerializeToString()
+    return events_codec.event_to_proto(Finished(rollout)).SerializeToString()
 
 
 async def serve_bare(port: int, payload: bytes) -> None:

@@ -27,7 +27,7 @@ from gym_grpc.client import CollectionRequest, Finished, GroupDone, GymClient, S
 from gym_grpc.client.stream import GroupDelivered, StreamOptions, StreamSummary
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import ModelError
-from gym_grpc.protocol.convert import task_from_json
+from gym_grpc.protocol.codec.task import task_from_json
 from gym_grpc.protocol.types import ResponseCreateParams
 from gym_grpc.server.app import GymServer
 from gym_grpc.server.runtime import Runtime

@@ -18,8 +18,7 @@ from gym_grpc.cli.collect import collect
 from gym_grpc.cli.run_files import ResumeMismatchError, failures_path, manifest_path, metrics_path
 from gym_grpc.client.client import GymClient
 from gym_grpc.config.schema import GymConfig
-from gym_grpc.protocol.events import Heartbeat, Summary
-from gym_grpc.protocol.records import Record, RowsRequest
+from gym_grpc.protocol.events import Heartbeat, Record, RowsRequest, Summary
 from gym_grpc.protocol.task_file import read_rows
 from gym_grpc.server.app import GymServer
 from gym_grpc.testing.model_server import ModelServer

@@ -277,7 +277,8 @@ async def test_the_embedded_model_served_alone_over_model_service() -> None:
 
     from gym_grpc._proto.gym.v1 import model_pb2, model_pb2_grpc
     from gym_grpc.config.schema import GymConfig
-    from gym_grpc.protocol import convert
+    from gym_grpc.protocol.codec import params as params_codec
+    from gym_grpc.protocol.codec import response as response_codec
     from gym_grpc.server.app import GymServer
 
     config = GymConfig.model_validate({"models": {"local": {"type": "local", "max_output_tokens": 8}}})
@@ -287,12 +288,12 @@ async def test_the_embedded_model_served_alone_over_model_service() -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = model_pb2_grpc.ModelServiceStub(channel)
             request = model_pb2.CreateResponseRequest(
-                model="local", params=convert.params_to_proto(params({"role": "user", "content": "Say hello."}))
+                model="local", params=params_codec.encode(params({"role": "user", "content": "Say hello."}))
             )
             reply = await stub.CreateResponse(request, timeout=120)
     finally:
         await server.stop(0)
-    response = convert.response_from_proto(reply.response)
+    response = response_codec.decode(reply.response)
     assert response.output and response.usage is not None and response.usage.output_tokens > 0
     _assert_token_data(response)
 

@@ -22,7 +22,7 @@ from gym_grpc.cli.reverify import reverify_file
 from gym_grpc.client import CollectionRequest, GymClient
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.environments.nemo_gym import ResourcesServerProcess
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.codec import rollout as rollout_codec
 from gym_grpc.protocol.events import Finished, Summary
 from gym_grpc.protocol.rollouts import Rollout, Task
 from gym_grpc.protocol.types import FunctionCallOutput
@@ -66,7 +66,7 @@ async def collect(config: GymConfig, rows: list[dict[str, Any]], *, repeats: int
 
 
 def records(rollouts: list[Rollout]) -> list[dict[str, Any]]:
-    return [convert.rollout_record(convert.rollout_to_proto(r)) for r in rollouts]
+    return [rollout_codec.rollout_to_json(rollout_codec.encode(r)) for r in rollouts]
 
 
 def by_task(rollouts: list[Rollout]) -> dict[int, set[float | None]]:

@@ -11,7 +11,10 @@ from openai.types.responses import Response as OpenAIResponse
 from protofill import all_fields, fill
 
 from gym_grpc._proto.gym.v1 import responses_pb2, rollout_pb2, task_pb2
-from gym_grpc.protocol import convert, params_json, response_json, rollout_json
+from gym_grpc.protocol.codec import params as params_codec
+from gym_grpc.protocol.codec import response as response_codec
+from gym_grpc.protocol.codec import rollout as rollout_codec
+from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.types import Response
 
@@ -126,20 +129,20 @@ def tutorial_record(row: dict[str, Any], city: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("row", TUTORIAL_ROWS, ids=lambda r: r["responses_create_params"]["input"][1]["content"][:20])
 def test_tutorial_task_rows_round_trip(row: dict[str, Any]) -> None:
-    task = wire(rollout_json.task_to_proto(row))
-    assert canon(rollout_json.task_to_json(task)) == canon(row)
+    task = wire(task_codec.task_to_proto(row))
+    assert canon(task_codec.task_to_json(task)) == canon(row)
     # The typed view is really typed, not a raw blob.
     first = task.responses_create_params.input[0]
     assert first.message.role == responses_pb2.ROLE_DEVELOPER and first.message.omit_type
     tool = task.responses_create_params.tools[0].function
     assert tool.name == "get_weather" and json.loads(tool.parameters_json)["required"] == ["city"]
     # ... and the domain layer keeps it unchanged too.
-    assert canon(convert.task_from_proto(task).to_json()) == canon(row)
+    assert canon(task_codec.decode(task).to_json()) == canon(row)
 
 
 def test_row_json_task_decodes_like_the_typed_task() -> None:
     row = TUTORIAL_ROWS[2]
-    by_text = convert.task_from_proto(task_pb2.Task(row_json=json.dumps(row)))
+    by_text = task_codec.decode(task_pb2.Task(row_json=json.dumps(row)))
     assert by_text == Task.model_validate(row)
 
 
@@ -147,16 +150,16 @@ def test_row_json_task_decodes_like_the_typed_task() -> None:
 def test_tutorial_rollout_records_round_trip(index: int) -> None:
     cities = ["Seattle", "Boston", "Chicago", "New York", "San Francisco"]
     record = tutorial_record(TUTORIAL_ROWS[index], cities[index])
-    rollout = wire(rollout_json.rollout_to_proto(record))
-    assert canon(rollout_json.rollout_to_json(rollout)) == canon(record)
+    rollout = wire(rollout_codec.rollout_to_proto(record))
+    assert canon(rollout_codec.rollout_to_json(rollout)) == canon(record)
     assert rollout.reward == 1.0 and rollout.agent == "weather_simple_agent"
     message = rollout.response.output[2].message
     assert list(message.token_data.generation_token_ids) == [4, 5]
     assert rollout.metrics["called_tool"].flag and rollout.metrics["steps"].integer == 2
     assert json.loads(rollout.metrics["judge"].json) == {"votes": [1, 0], "note": None}
     # Domain objects carry it unchanged.
-    domain = convert.rollout_from_proto(rollout)
-    assert canon(convert.rollout_record(convert.rollout_to_proto(domain))) == canon(record)
+    domain = rollout_codec.decode(rollout)
+    assert canon(rollout_codec.rollout_to_json(rollout_codec.encode(domain))) == canon(record)
 
 
 def test_openai_sdk_response_validates_after_the_trip() -> None:
@@ -207,10 +210,10 @@ def test_openai_sdk_response_validates_after_the_trip() -> None:
         }
     )
     data = sdk.to_dict(mode="json")  # the wire JSON: aliases, set keys only
-    proto = wire(response_json.response_to_proto(data))
+    proto = wire(response_codec.response_to_proto(data))
     assert proto.output[1].function_call.arguments == '{"city": "Chicago"'
     assert proto.status == responses_pb2.RESPONSE_STATUS_INCOMPLETE
-    back = response_json.response_to_json(proto)
+    back = response_codec.response_to_json(proto)
     assert OpenAIResponse.model_validate(back) == sdk
     assert canon(back) == canon(data)
     assert canon(Response.model_validate(back).to_json()) == canon(data)
@@ -230,23 +233,23 @@ def test_unmodelled_shapes_travel_verbatim() -> None:
         "metadata": {"k": 1},
         "text": {"format": {"type": "text"}},
     }
-    proto = wire(params_json.params_to_proto(params))
+    proto = wire(params_codec.params_to_proto(params))
     kinds = [i.WhichOneof("item") for i in proto.input]
     assert kinds == ["raw_json", "message", "raw_json", "raw_json"]
     assert proto.temperature == 1.0
-    assert canon(params_json.params_to_json(proto)) == canon(params)
+    assert canon(params_codec.params_to_json(proto)) == canon(params)
 
 
 def test_plain_string_input_and_empty_lists() -> None:
     params = {"input": "hello", "tools": [], "metadata": {}}
-    assert canon(params_json.params_to_json(wire(params_json.params_to_proto(params)))) == canon(params)
+    assert canon(params_codec.params_to_json(wire(params_codec.params_to_proto(params)))) == canon(params)
 
 
 def test_every_contract_field_has_a_json_mapping() -> None:
     """A proto field added without a JSON mapping is dropped on the trip, and this test fails."""
     roots: list[tuple[Any, Any, Any]] = [
-        (rollout_pb2.Rollout, rollout_json.rollout_to_json, rollout_json.rollout_to_proto),
-        (task_pb2.Task, rollout_json.task_to_json, rollout_json.task_to_proto),
+        (rollout_pb2.Rollout, rollout_codec.rollout_to_json, rollout_codec.rollout_to_proto),
+        (task_pb2.Task, task_codec.task_to_json, task_codec.task_to_proto),
     ]
     seen: set[tuple[str, str]] = set()
     for cls, to_json, to_proto in roots:

@@ -10,7 +10,9 @@ import pytest
 
 from gym_grpc._proto.gym.v1 import agent_pb2, agent_pb2_grpc, model_pb2, model_pb2_grpc, rollout_pb2, task_pb2
 from gym_grpc.client import CollectionRequest, Finished, Summary, collect_rollouts_sync
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.codec import params as params_codec
+from gym_grpc.protocol.codec import response as response_codec
+from gym_grpc.protocol.codec import rollout as rollout_codec
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.server.app import GymServer
 
@@ -26,7 +28,7 @@ async def test_run_rollout_returns_a_scored_rollout(
             sampling=rollout_pb2.SamplingParams(temperature=0.0, seed=7),
         )
         reply = await stub.RunRollout(request)
-    rollout = convert.rollout_from_proto(reply.rollout)
+    rollout = rollout_codec.decode(reply.rollout)
     assert rollout.reward == 1.0 and rollout.seed == 7 and rollout.params.temperature == 0.0
     assert rollout.response is not None and "Chicago" in rollout.response.output[0].arguments  # type: ignore[union-attr]
 
@@ -36,9 +38,9 @@ async def test_model_service_serves_an_adapter(gym_server: GymServer, weather_ro
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gym_server.port}") as channel:
         stub = model_pb2_grpc.ModelServiceStub(channel)
         reply = await stub.CreateResponse(
-            model_pb2.CreateResponseRequest(model="policy_model", params=convert.params_to_proto(params))
+            model_pb2.CreateResponseRequest(model="policy_model", params=params_codec.encode(params))
         )
-        response = convert.response_from_proto(reply.response)
+        response = response_codec.decode(reply.response)
         assert response.function_calls[0].name == "get_weather"
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.CreateResponse(model_pb2.CreateResponseRequest(model="nope"))

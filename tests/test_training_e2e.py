@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gym_grpc.client import CollectionRequest, Finished, GymClient
 from gym_grpc.config.schema import GymConfig
-from gym_grpc.protocol.convert import task_from_json
+from gym_grpc.protocol.codec.task import task_from_json
 from gym_grpc.server.app import GymServer
 
 END = "<|im_end|>"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from gym_grpc._proto.gym.v1 import rollout_pb2
-from gym_grpc.protocol import rollout_json, training
+from gym_grpc.protocol import training
+from gym_grpc.protocol.codec import rollout as rollout_codec
+from gym_grpc.protocol.codec import training as training_codec
 from gym_grpc.protocol.types import FunctionCall, FunctionCallOutput, Item, Message, OutputText, Reasoning
 
 
@@ -81,14 +83,14 @@ def test_no_token_data_says_why() -> None:
 def test_the_view_travels_through_proto_and_json_unchanged() -> None:
     view = training.build(episode())
     wire = rollout_pb2.TrainingView()
-    training.to_proto(view, wire)
-    assert training.from_proto(wire) == view
-    record = {"task_index": 0, "rollout_index": 0, "attempts": 1, "training_view": training.to_json(wire)}
-    proto = rollout_json.rollout_to_proto(record)
+    training_codec.encode(view, wire)
+    assert training_codec.decode(wire) == view
+    record = {"task_index": 0, "rollout_index": 0, "attempts": 1, "training_view": training_codec.to_json(wire)}
+    proto = rollout_codec.rollout_to_proto(record)
     assert proto.HasField("training_view")
-    assert rollout_json.rollout_to_json(proto) == record
+    assert rollout_codec.rollout_to_json(proto) == record
     # a view this codec did not write (a hand-edited one) stays verbatim in the record
     odd = {**record, "training_view": {"token_ids": [1], "note": "mine"}}
-    proto = rollout_json.rollout_to_proto(odd)
+    proto = rollout_codec.rollout_to_proto(odd)
     assert not proto.HasField("training_view")
-    assert rollout_json.rollout_to_json(proto) == odd
+    assert rollout_codec.rollout_to_json(proto) == odd

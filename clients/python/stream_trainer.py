@@ -23,7 +23,14 @@ from pathlib import Path
 from gym_grpc.client import GymClient
 from gym_grpc.client.policy import PolicyServer
 from gym_grpc.client.stream import Dropped, GroupDelivered, Rejected, StreamOptions, StreamSummary
-from gym_grpc.protocol.types import FunctionCall, FunctionCallOutput, Message, OutputText, Response, ResponseCreateParams
+from gym_grpc.protocol.types import (
+    FunctionCall,
+    FunctionCallOutput,
+    Message,
+    OutputText,
+    Response,
+    ResponseCreateParams,
+)
 
 
 class ToyPolicy:
@@ -36,7 +43,9 @@ class ToyPolicy:
             said = json.loads(str(outputs[-1].output))["weather_description"]
             return _answer(Message(type="message", role="assistant", content=[OutputText(text=said, annotations=[])]))
         if self.version == 0:
-            return _answer(Message(type="message", role="assistant", content=[OutputText(text="No idea.", annotations=[])]))
+            return _answer(
+                Message(type="message", role="assistant", content=[OutputText(text="No idea.", annotations=[])])
+            )
         question = params.items[-1].text  # type: ignore[union-attr]
         city = question.rstrip("?").split(" in ")[-1]
         return _answer(FunctionCall(call_id="call_0", name="get_weather", arguments=json.dumps({"city": city})))

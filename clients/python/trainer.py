@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from gym_grpc.client import CollectionRequest, Finished, GroupDone, GymClient, Heartbeat, Started, Summary
-from gym_grpc.protocol.convert import task_from_json
+from gym_grpc.protocol.codec.task import task_from_json
 from gym_grpc.protocol.rollouts import Rollout
 
 
@@ -41,7 +41,9 @@ async def train(server: str, agent: str, input_path: Path, num_repeats: int) -> 
                 print(f"... {event.completed} done, {event.in_flight} in flight")
             elif isinstance(event, Summary):
                 reward = event.metrics.get("reward")
-                print(f"done: {event.succeeded} ok, {event.failed} failed, mean reward {reward.mean if reward else None}")
+                print(
+                    f"done: {event.succeeded} ok, {event.failed} failed, mean reward {reward.mean if reward else None}"
+                )
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from gym_grpc.cli.run_files import Metrics, failures_path, metrics_path
-from gym_grpc.protocol.records import verify_fields
+from gym_grpc.protocol.codec.rollout import verify_fields
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -36,8 +36,7 @@ from gym_grpc.cli.run_files import (
 )
 from gym_grpc.client.client import GymClient
 from gym_grpc.errors import InvalidArgumentError
-from gym_grpc.protocol.events import Heartbeat, Started, Wait
-from gym_grpc.protocol.records import Record, RecordEvent, RowsRequest
+from gym_grpc.protocol.events import Heartbeat, Record, RecordEvent, RowsRequest, Started, Wait
 from gym_grpc.protocol.task_file import TaskRow, read_rows
 
 __all__ = ["RunReport", "collect", "failures_path", "manifest_path", "metrics_path"]
@@ -58,9 +57,8 @@ async def _events(
         return
     # Several servers: FanOut computes the rollout ids, so it needs the validated tasks (the pydantic domain).
     from gym_grpc.client.fanout import FanOut
-    from gym_grpc.protocol.collection import event_to_proto
+    from gym_grpc.protocol.codec.events import event_to_proto, record_event_from_proto
     from gym_grpc.protocol.events import CollectionRequest
-    from gym_grpc.protocol.records import record_event_from_proto
     from gym_grpc.protocol.rollouts import Sampling
     from gym_grpc.protocol.task_file import tasks_of_rows
 

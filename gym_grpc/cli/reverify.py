@@ -24,7 +24,7 @@ from typing import Any
 
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.errors import GymError, InvalidArgumentError
-from gym_grpc.protocol import convert, rollout_json
+from gym_grpc.protocol.codec import rollout as rollout_codec
 from gym_grpc.protocol.rollouts import Failure, Rollout, Task
 
 
@@ -112,7 +112,7 @@ async def reverify_file(
         for record, rollout in zip(records, results, strict=True):
             if rollout is None:
                 continue
-            line = json.dumps(convert.rollout_record(convert.rollout_to_proto(rollout)), ensure_ascii=False)
+            line = json.dumps(rollout_codec.rollout_to_json(rollout_codec.encode(rollout)), ensure_ascii=False)
             if rollout.failure is not None:
                 counts["failed"] += 1
                 bad.write(line + "\n")
@@ -129,7 +129,7 @@ async def reverify_one(
 ) -> Rollout:
     """The record's rollout, verified again on a fresh session (after replaying its tool calls when asked). `row`:
     the task row whose fields the task takes (NeMo Gym's records keep only what its verify echoed)."""
-    rollout = convert.rollout_from_proto(rollout_json.rollout_to_proto(record))
+    rollout = rollout_codec.decode(rollout_codec.rollout_to_proto(record))
     assert rollout.response is not None
     if row is not None:
         rollout.task_extras = {

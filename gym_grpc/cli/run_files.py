@@ -21,7 +21,8 @@ import orjson
 
 from gym_grpc.collect.metrics import MetricsAggregator
 from gym_grpc.errors import InvalidArgumentError
-from gym_grpc.protocol.records import Record, verify_fields
+from gym_grpc.protocol.codec.rollout import verify_fields
+from gym_grpc.protocol.events import Record
 from gym_grpc.protocol.task_file import TaskRow
 
 MANIFEST_VERSION = 1

@@ -76,7 +76,7 @@ def _serve_stream(args: argparse.Namespace) -> int:
     import os
 
     from gym_grpc.client import CollectionRequest, GymClient
-    from gym_grpc.protocol.convert import task_from_json
+    from gym_grpc.protocol.codec.task import task_from_json
     from gym_grpc.viewer.live import StreamFeed
     from gym_grpc.viewer.rows import read_rows
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from gym_grpc.protocol import records, stubs
-from gym_grpc.protocol.events import CollectionRequest, Event
-from gym_grpc.protocol.records import RecordEvent, RowsRequest
+from gym_grpc.protocol import stubs
+from gym_grpc.protocol.codec import events as events_codec
+from gym_grpc.protocol.events import CollectionRequest, Event, RecordEvent, RowsRequest
 
 if TYPE_CHECKING:  # StreamRollouts' client and the pydantic domain load on first use: `collect` starts without them
     from gym_grpc.client.stream import _StreamContext
@@ -63,11 +63,9 @@ class GymClient:
     ) -> AsyncIterator[stubs.CollectEventProto]:
         """The raw event protos (for benchmarks and writers that keep the wire form)."""
         if isinstance(request, RowsRequest):
-            message = records.request_to_proto(request)
+            message = events_codec.rows_request_to_proto(request)
         else:
-            from gym_grpc.protocol import collection  # the pydantic domain: imported by the clients that use it
-
-            message = collection.request_to_proto(request)
+            message = events_codec.request_to_proto(request)
         call = self.rollouts.CollectRollouts(message, timeout=timeout, metadata=self.metadata)
         try:
             async for event in call:
@@ -85,15 +83,13 @@ class GymClient:
         self, request: CollectionRequest, *, timeout: float | None = None
     ) -> AsyncIterator[Event]:
         """Events as they happen: Started, then Finished / GroupDone / Heartbeat, then Summary."""
-        from gym_grpc.protocol import collection
-
         async for event in self.stream(request, timeout=timeout):
-            yield collection.event_from_proto(event)
+            yield events_codec.event_from_proto(event)
 
     async def records(self, request: RowsRequest, *, timeout: float | None = None) -> AsyncIterator[RecordEvent]:
         """The same events with each finished rollout as its JSONL record (`Record`), for writers of rollout files."""
         async for event in self.stream(request, timeout=timeout):
-            yield records.record_event_from_proto(event)
+            yield events_codec.record_event_from_proto(event)
 
 
 def collect_rollouts_sync(target: str, request: CollectionRequest, **client_options: Any) -> Iterator[Event]:

@@ -24,7 +24,8 @@ from typing import Any
 
 import grpc
 
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.codec import task as task_codec
+from gym_grpc.protocol.codec.stream import server_message_from_proto, trainer_message_to_proto
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.streams import (
     Ack,
@@ -43,8 +44,6 @@ from gym_grpc.protocol.streams import (
     StreamOptions,
     StreamSummary,
     TrainerMessage,
-    server_message_from_proto,
-    trainer_message_to_proto,
 )
 
 __all__ = [
@@ -95,7 +94,9 @@ class RolloutStream:
     async def add_tasks(self, tasks: Mapping[str, Task | Mapping[str, Any]] | Iterable[tuple[str, Any]]) -> None:
         """Append tasks by key (a task row as a dict, or a Task)."""
         pairs = tasks.items() if isinstance(tasks, Mapping) else tasks
-        keyed = [(key, t if isinstance(t, Task) else convert.task_from_json(t, f"tasks[{key!r}]")) for key, t in pairs]
+        keyed = [
+            (key, t if isinstance(t, Task) else task_codec.task_from_json(t, f"tasks[{key!r}]")) for key, t in pairs
+        ]
         await self._send(AddTasks(keyed))
 
     async def grant(self, groups: int) -> None:

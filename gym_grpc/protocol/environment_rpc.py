@@ -13,7 +13,9 @@ from typing import Any
 import grpc
 
 from gym_grpc._proto.gym.v1 import environment_pb2 as pb
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.codec import params as params_codec
+from gym_grpc.protocol.codec import response as response_codec
+from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.rollouts import Task, VerifyResult
 from gym_grpc.protocol.stubs import environment_stub
 from gym_grpc.protocol.types import FunctionTool, Response
@@ -48,10 +50,10 @@ class EnvironmentRpc:
 
     async def list_tools(self) -> list[FunctionTool]:
         reply = await self.stub.ListTools(pb.ListToolsRequest(environment=self.environment), **self._options())
-        return [convert.tool_from_proto(t) for t in reply.tools]
+        return [params_codec.decode_tool(t) for t in reply.tools]
 
     async def seed_session(self, task: Task, seed: int | None = None) -> str:
-        request = pb.SeedSessionRequest(environment=self.environment, task=convert.task_to_proto(task))
+        request = pb.SeedSessionRequest(environment=self.environment, task=task_codec.encode(task))
         if seed is not None:
             request.seed = seed
         return (await self.stub.SeedSession(request, **self._options())).session_id
@@ -65,9 +67,9 @@ class EnvironmentRpc:
 
     async def verify(self, session_id: str, response: Response) -> VerifyResult:
         request = pb.VerifyRequest(
-            environment=self.environment, session_id=session_id, response=convert.response_to_proto(response)
+            environment=self.environment, session_id=session_id, response=response_codec.encode(response)
         )
-        return convert.verify_result_from_proto((await self.stub.Verify(request, **self._options())).result)
+        return task_codec.decode_verdict((await self.stub.Verify(request, **self._options())).result)
 
     async def close_session(self, session_id: str) -> None:
         request = pb.CloseSessionRequest(environment=self.environment, session_id=session_id)

@@ -1,9 +1,14 @@
-"""Domain types of a rollout collection: the request and the events of its stream."""
+"""Domain types of a rollout collection: the request and the events of its stream, in two forms — the pydantic
+domain (`CollectionRequest`, `Finished`), and the record writer's (`RowsRequest`, `Record`: task rows and rollout
+records as JSON, for clients that write JSONL and never load the pydantic models)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from gym_grpc.protocol.task_file import TaskRow
 
 if TYPE_CHECKING:  # the pydantic models cost a client that only writes records ~0.3 s of start-up: imported on use
     from gym_grpc.protocol.rollouts import Rollout, Sampling, Task
@@ -93,3 +98,52 @@ class Summary:
 
 
 Event = Started | Finished | GroupDone | Heartbeat | Summary
+SAMPLING_KEYS = ("temperature", "top_p", "max_output_tokens", "seed")
+
+
+@dataclass(frozen=True)
+class RowsRequest:
+    """A CollectRollouts request over task rows (sent as `row_json`, validated by the server). `sampling` holds the
+    overrides the user set (keys of SAMPLING_KEYS)."""
+
+    agent: str
+    rows: Sequence[TaskRow]
+    num_repeats: int = 1
+    max_in_flight: int = 0
+    sampling: Mapping[str, float | int] = field(default_factory=dict)
+    exclude_rollout_ids: frozenset[str] = frozenset()
+    heartbeat_interval: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A finished rollout as its JSONL record (`line`: the JSON text and a newline), with the fields a writer counts."""
+
+    rollout_id: str
+    task_index: int
+    agent: str
+    model: str  # the model as it named itself in its last answer ("" when unknown)
+    reward: float | None
+    metrics: Mapping[str, Any]  # the verifier's fields (the record's top-level keys named by `verify_fields`)
+    failure: Mapping[str, Any] | None  # the record's `failure` object (code, message, details, kind)
+    attempts: int
+    model_retries: int
+    tool_errors: int
+    line: bytes
+
+    @property
+    def failure_kind(self) -> str:
+        """`infrastructure` or `task` ("" for a success)."""
+        return "" if self.failure is None else str(self.failure.get("kind", "infrastructure"))
+
+    @property
+    def failure_reason(self) -> str:
+        """The failure's machine-readable reason (MODEL_FAILED, ROLLOUT_TIMEOUT, ...), "" for a success."""
+        for detail in (self.failure or {}).get("details", ()):
+            reason = detail.get("reason") if isinstance(detail, dict) else None
+            if isinstance(reason, str):
+                return reason
+        return ""
+
+
+RecordEvent = Started | Record | GroupDone | Heartbeat | Summary

@@ -10,7 +10,8 @@ import grpc
 
 from gym_grpc._proto.gym.v1 import model_pb2, model_pb2_grpc
 from gym_grpc.errors import InvalidArgumentError
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.codec import params as params_codec
+from gym_grpc.protocol.codec import response as response_codec
 from gym_grpc.protocol.types import Response, ResponseCreateParams
 
 Metadata = tuple[tuple[str, str], ...]
@@ -24,10 +25,10 @@ class ModelServiceClient:
         self, model: str, params: ResponseCreateParams, *, timeout: float | None, metadata: Metadata = ()
     ) -> tuple[Response, int | None]:
         """One model turn; raises grpc.aio.AioRpcError as the channel does."""
-        request = model_pb2.CreateResponseRequest(model=model, params=convert.params_to_proto(params))
+        request = model_pb2.CreateResponseRequest(model=model, params=params_codec.encode(params))
         answer = await self.stub.CreateResponse(request, timeout=timeout, metadata=metadata or None)
         version = answer.policy_version if answer.HasField("policy_version") else None
-        return convert.response_from_proto(answer.response), version
+        return response_codec.decode(answer.response), version
 
 
 Generate = Callable[[str, ResponseCreateParams], Awaitable[tuple[Response, int | None]]]
@@ -41,11 +42,11 @@ class _Servicer(model_pb2_grpc.ModelServiceServicer):
         self, request: model_pb2.CreateResponseRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> model_pb2.CreateResponseResponse:
         try:
-            params = convert.params_from_proto(request.params, "params")
+            params = params_codec.decode(request.params, "params")
         except InvalidArgumentError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         response, version = await self.generate(request.model, params)
-        out = model_pb2.CreateResponseResponse(response=convert.response_to_proto(response))
+        out = model_pb2.CreateResponseResponse(response=response_codec.encode(response))
         if version is not None:
             out.policy_version = version
         return out

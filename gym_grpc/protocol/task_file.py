@@ -57,13 +57,13 @@ def read_rows(path: Path) -> list[TaskRow]:
 
 def read_tasks(path: Path) -> list[Task]:
     """The task rows of a JSONL file, validated into Tasks (server side)."""
-    from gym_grpc.protocol.convert import task_from_json  # pydantic models: only the server pays for them
+    from gym_grpc.protocol.codec.task import task_from_json  # pydantic models: only the server pays for them
 
     return [task_from_json(row, where) for where, _, row in _rows(path)]
 
 
 def tasks_of_rows(rows: list[TaskRow]) -> list[Task]:
     """Rows read by `read_rows`, validated into Tasks (for clients that compute rollout ids themselves)."""
-    from gym_grpc.protocol.convert import task_from_json
+    from gym_grpc.protocol.codec.task import task_from_json
 
     return [task_from_json(json.loads(row.text), row.where) for row in rows]

@@ -1,5 +1,5 @@
 """The training view of a rollout: the whole episode as one token sequence, with its loss mask, aligned log-probs and
-the policy version of each generated segment, built from the turns' token data; and its JSON <-> proto codec.
+the policy version of each generated segment, built from the turns' token data (its codec: `codec/training.py`).
 
 A turn is one model call. The adapters put a turn's token data on its first generated item: `prompt_token_ids` (the
 exact prompt the model saw) and `generation_token_ids` / `generation_log_probs` (every sampled token). The view is
@@ -19,17 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from gym_grpc._proto.gym.v1 import rollout_pb2 as pb
-from gym_grpc.protocol.fields import JsonObject
 from gym_grpc.protocol.types import FunctionCall, Item, Message, Reasoning
 
 SegmentKind = Literal["prompt", "generated", "context"]
-_KINDS: dict[str, pb.SegmentKind.ValueType] = {
-    "prompt": pb.SEGMENT_KIND_PROMPT,
-    "generated": pb.SEGMENT_KIND_GENERATED,
-    "context": pb.SEGMENT_KIND_CONTEXT,
-}
-_KIND_NAMES = {v: k for k, v in _KINDS.items()}
 
 
 class Segment(BaseModel):
@@ -74,7 +66,7 @@ class TrainingView(BaseModel):
     def completion_logprobs(self) -> list[float]:
         return self.logprobs[self.prompt_length :]
 
-    def to_json(self) -> JsonObject:
+    def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
 
@@ -143,87 +135,3 @@ def _prefix_violation(sequence: list[int], prompt: list[int], turn: int) -> Pref
         if prompt[position] != token:
             return PrefixViolation(turn=turn, position=position, expected_token=token, actual_token=prompt[position])
     return None
-
-
-# --- codec ---------------------------------------------------------------------------------------------------------
-
-
-def to_proto(view: TrainingView, out: pb.TrainingView) -> None:
-    out.SetInParent()
-    out.token_ids.extend(view.token_ids)
-    out.loss_mask.extend(view.loss_mask)
-    out.logprobs.extend(view.logprobs)
-    out.prompt_length = view.prompt_length
-    out.unavailable_reason = view.unavailable_reason
-    for s in view.segments:
-        seg = out.segments.add(kind=_KINDS[s.kind], start=s.start, end=s.end, turn=s.turn)
-        if s.policy_version is not None:
-            seg.policy_version = s.policy_version
-    if view.prefix_violation is not None:
-        v = view.prefix_violation
-        out.prefix_violation.CopyFrom(
-            pb.PrefixViolation(
-                turn=v.turn, position=v.position, expected_token=v.expected_token, actual_token=v.actual_token
-            )
-        )
-
-
-def to_json(view: pb.TrainingView) -> JsonObject:
-    out: JsonObject = {
-        "token_ids": list(view.token_ids),
-        "loss_mask": list(view.loss_mask),
-        "logprobs": list(view.logprobs),
-        "segments": [_segment_to_json(s) for s in view.segments],
-        "prompt_length": view.prompt_length,
-    }
-    if view.HasField("prefix_violation"):
-        v = view.prefix_violation
-        out["prefix_violation"] = {
-            "turn": v.turn,
-            "position": v.position,
-            "expected_token": v.expected_token,
-            "actual_token": v.actual_token,
-        }
-    out["unavailable_reason"] = view.unavailable_reason
-    return out
-
-
-def _segment_to_json(segment: pb.TrainingSegment) -> JsonObject:
-    out: JsonObject = {
-        "kind": _KIND_NAMES.get(segment.kind, "context"),
-        "start": segment.start,
-        "end": segment.end,
-        "turn": segment.turn,
-    }
-    if segment.HasField("policy_version"):
-        out["policy_version"] = segment.policy_version
-    return out
-
-
-def from_json(data: Any, out: pb.TrainingView) -> bool:
-    """A "training_view" JSON object into `out`; False (and `out` left empty) when it is not one this codec wrote
-    exactly (the record then keeps it verbatim)."""
-    try:
-        view = TrainingView.model_validate(data, strict=False)
-    except ValueError:
-        return False
-    if not isinstance(data, dict) or view.to_json() != data or not _fits(view):
-        return False
-    to_proto(view, out)
-    if to_json(out) != data:  # log-probs that float32 cannot hold exactly: keep the JSON verbatim instead
-        out.Clear()
-        return False
-    return True
-
-
-def _fits(view: TrainingView) -> bool:
-    ints = [*view.token_ids, *view.loss_mask, view.prompt_length]
-    ints += [n for s in view.segments for n in (s.start, s.end, s.turn)]
-    if view.prefix_violation is not None:
-        v = view.prefix_violation
-        ints += [v.turn, v.position, v.expected_token, v.actual_token]
-    return all(-(2**31) <= n < 2**31 for n in ints)
-
-
-def from_proto(view: pb.TrainingView) -> TrainingView:
-    return TrainingView.model_validate(to_json(view))

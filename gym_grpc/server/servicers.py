@@ -30,7 +30,13 @@ from gym_grpc.errors import (
     ResourceExhaustedError,
     ServerDrainingError,
 )
-from gym_grpc.protocol import collection, convert, streams
+from gym_grpc.protocol import streams
+from gym_grpc.protocol.codec import events as events_codec
+from gym_grpc.protocol.codec import params as params_codec
+from gym_grpc.protocol.codec import response as response_codec
+from gym_grpc.protocol.codec import rollout as rollout_codec
+from gym_grpc.protocol.codec import stream as stream_codec
+from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.complete import complete_response
 from gym_grpc.protocol.events import Finished, Summary
 from gym_grpc.server import telemetry
@@ -49,12 +55,12 @@ class EnvironmentServicer(environment_pb2_grpc.EnvironmentServiceServicer):
     @unary
     async def ListTools(self, request: environment_pb2.ListToolsRequest, context: Ctx) -> Any:  # noqa: N802
         tools = await self.runtime.environment(request.environment).list_tools()
-        return environment_pb2.ListToolsResponse(tools=[convert.tool_to_proto(t) for t in tools])
+        return environment_pb2.ListToolsResponse(tools=[params_codec.encode_tool(t) for t in tools])
 
     @unary
     async def SeedSession(self, request: environment_pb2.SeedSessionRequest, context: Ctx) -> Any:  # noqa: N802
         host = self.runtime.environment(request.environment)
-        task = convert.task_from_proto(request.task)
+        task = task_codec.decode(request.task)
         seed = request.seed if request.HasField("seed") else None
         return environment_pb2.SeedSessionResponse(session_id=await host.seed_session(task, seed))
 
@@ -67,8 +73,8 @@ class EnvironmentServicer(environment_pb2_grpc.EnvironmentServiceServicer):
     @unary
     async def Verify(self, request: environment_pb2.VerifyRequest, context: Ctx) -> Any:  # noqa: N802
         host = self.runtime.environment(request.environment)
-        result = await host.verify(request.session_id, convert.response_from_proto(request.response))
-        return environment_pb2.VerifyResponse(result=convert.verify_result_to_proto(result))
+        result = await host.verify(request.session_id, response_codec.decode(request.response))
+        return environment_pb2.VerifyResponse(result=task_codec.encode_verdict(result))
 
     @unary
     async def CloseSession(self, request: environment_pb2.CloseSessionRequest, context: Ctx) -> Any:  # noqa: N802
@@ -84,14 +90,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def RunRollout(self, request: agent_pb2.RunRolloutRequest, context: Ctx) -> Any:  # noqa: N802
         agent = self.runtime.agent(request.agent)
         spec = RolloutSpec(
-            task=convert.task_from_proto(request.task),
-            sampling=convert.sampling_from_proto(request.sampling),
+            task=task_codec.decode(request.task),
+            sampling=task_codec.sampling_from_proto(request.sampling),
             timeout=self.runtime.config.server.rollout_timeout,
         )
         rollout = await agent.run(spec)
         telemetry.observe(rollout)
         with_tokens = request.view != rollout_pb2.ROLLOUT_VIEW_BASIC
-        return agent_pb2.RunRolloutResponse(rollout=convert.rollout_to_proto(rollout, with_tokens=with_tokens))
+        return agent_pb2.RunRolloutResponse(rollout=rollout_codec.encode(rollout, with_tokens=with_tokens))
 
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
@@ -101,9 +107,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     @unary
     async def CreateResponse(self, request: model_pb2.CreateResponseRequest, context: Ctx) -> Any:  # noqa: N802
         model = self.runtime.model(request.model)
-        params = convert.params_from_proto(request.params, "params")
+        params = params_codec.decode(request.params, "params")
         response = complete_response(await model.create(params), params, model=model.name, created_at=time.time())
-        return model_pb2.CreateResponseResponse(response=convert.response_to_proto(response))
+        return model_pb2.CreateResponseResponse(response=response_codec.encode(response))
 
 
 class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
@@ -120,12 +126,12 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         limit = self.runtime.config.server.max_collections
         if self.active >= limit:
             raise ResourceExhaustedError(f"{self.active} collections are running (server.max_collections={limit})")
-        decoded = collection.request_from_proto(request)
+        decoded = events_codec.request_from_proto(request)
         agent = self.runtime.agent(decoded.agent)
         plan = self.runtime.plan(decoded)
         log.info("collection for %s: %d tasks x %d", plan.agent, len(plan.tasks), plan.num_repeats)
         self.active += 1
-        encoder = collection.EventEncoder(with_tokens=decoded.with_tokens, with_training=decoded.with_training)
+        encoder = events_codec.EventEncoder(with_tokens=decoded.with_tokens, with_training=decoded.with_training)
         try:
             async for event in Collector(agent, plan, self.runtime.draining).events():
                 if isinstance(event, Finished):
@@ -149,7 +155,7 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
     ) -> AsyncIterator[rollout_pb2.StreamRolloutsResponse]:
         requests = aiter(request_iterator)
         session, attachment = await self._open(await anext(requests, None))
-        encoder = streams.ServerEncoder(session.options.view)
+        encoder = stream_codec.ServerEncoder(session.options.view)
         yield encoder.encode(session.opened(resumed=attachment > 1))
         reader = asyncio.create_task(self._read(requests, session, attachment, context))
         finished = False
@@ -175,7 +181,7 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
     async def _open(self, first: Any) -> tuple[StreamSession, int]:
         if first is None or isinstance(first, Undecodable) or first.WhichOneof("message") != "open":
             raise FailedPreconditionError.field("open", "the first message of a stream must be `open`")
-        options = streams.trainer_message_from_proto(first)
+        options = stream_codec.trainer_message_from_proto(first)
         assert isinstance(options, streams.StreamOptions)
         if options.resume_token:
             return self.runtime.streams.resume(options.resume_token)
@@ -200,7 +206,7 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
             try:
                 if isinstance(raw, Undecodable):
                     raise InvalidArgumentError(f"the message is not a StreamRolloutsRequest: {raw.error}")
-                session.apply(streams.trainer_message_from_proto(raw))
+                session.apply(stream_codec.trainer_message_from_proto(raw))
             except GymError as exc:
                 session.reject(index, exc)
         # A cancelled call (a lost trainer) ends its requests like a half-close does. Stop admitting at once, and

@@ -37,7 +37,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from gym_grpc.collect import ids
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import GymError, InvalidArgumentError, NotFoundError, ServerDrainingError
-from gym_grpc.protocol import collection, stubs
+from gym_grpc.protocol import stubs
+from gym_grpc.protocol.codec import events as events_codec
 from gym_grpc.protocol.events import CollectionRequest, Heartbeat, MetricStats, Started, Summary, Wait
 from gym_grpc.protocol.task_file import read_tasks
 from gym_grpc.server.status import streaming
@@ -96,7 +97,7 @@ class FrontServicer:
     async def CollectRollouts(self, request: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
         if self.draining.is_set():
             raise ServerDrainingError("the server is draining and takes no new collections")
-        plan = self._tasks(collection.request_from_proto(request))
+        plan = self._tasks(events_codec.request_from_proto(request))
         assert plan.tasks is not None
         t0 = time.perf_counter()
         digests = [ids.task_digest(t) for t in plan.tasks]
@@ -109,13 +110,13 @@ class FrontServicer:
             everyone |= rids
         cid = ids.collection_id(plan.agent, digests, plan.num_repeats, plan.sampling)
         skipped = len(plan.tasks) * plan.num_repeats - len(everyone)
-        yield collection.event_to_proto(Started(cid, len(plan.tasks), len(everyone), plan.num_repeats))
+        yield events_codec.event_to_proto(Started(cid, len(plan.tasks), len(everyone), plan.num_repeats))
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(QUEUE_SIZE)
         readers = [
             asyncio.create_task(
                 self._read(
                     i,
-                    collection.request_to_proto(
+                    events_codec.request_to_proto(
                         replace(plan, exclude_rollout_ids=frozenset(plan.exclude_rollout_ids | (everyone - mine)))
                     ),
                     queue,
@@ -154,13 +155,13 @@ class FrontServicer:
                     summaries.append(item.summary)
                 elif which == "heartbeat":
                     beats[worker] = item.heartbeat
-                    yield collection.event_to_proto(_heartbeat(delivered, beats.values()))
+                    yield events_codec.event_to_proto(_heartbeat(delivered, beats.values()))
             if delivered < len(everyone):
                 raise ServerDrainingError(
                     f"the server is draining: {delivered} of {len(everyone)} rollouts were delivered; "
                     "retry with the delivered rollout ids in exclude_rollout_ids to collect the rest"
                 )
-            yield collection.event_to_proto(_summary(summaries, skipped, time.perf_counter() - t0))
+            yield events_codec.event_to_proto(_summary(summaries, skipped, time.perf_counter() - t0))
         finally:
             for reader in readers:
                 reader.cancel()

@@ -15,7 +15,7 @@ from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses.response_create_params import ResponseCreateParamsNonStreaming
 from pydantic import TypeAdapter, ValidationError
 
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.codec import rollout as rollout_codec
 from gym_grpc.protocol.rollouts import Rollout
 
 PARAMS = TypeAdapter(ResponseCreateParamsNonStreaming)
@@ -57,7 +57,7 @@ def validate_rollouts(rollouts: Iterable[Rollout]) -> int:
     """Every rollout's record (as `gym-grpc collect` writes it); returns how many were checked."""
     count = 0
     for rollout in rollouts:
-        record = convert.rollout_record(convert.rollout_to_proto(rollout))
+        record = rollout_codec.rollout_to_json(rollout_codec.encode(rollout))
         validate_record(record, f"rollout {rollout.rollout_id or count}")
         count += 1
     return count

@@ -79,7 +79,7 @@ class StreamFeed:
         self.done = False
 
     async def run(self) -> None:
-        from gym_grpc.protocol.convert import rollout_record
+        from gym_grpc.protocol.codec.rollout import rollout_to_json as rollout_record
 
         out = self.output.open("a") if self.output else None
         try:

@@ -1,8 +1,8 @@
-"""Responses-API JSON <-> gym.v1 protos: items, tools, request params and responses.
+"""The items family: Responses-API input/output items and their content parts, JSON <-> gym.v1 protos.
 
-Each `*_to_proto` takes the JSON object users know (NeMo Gym rollout JSONL, `openai.types.responses` shapes) and each
-`*_to_json` gives it back; the pair is lossless (see `fields.py`). Shapes the contract does not type (other item, part
-or tool types) travel as verbatim JSON (`raw_json`).
+`item_to_proto` takes the JSON object users know (NeMo Gym rollout JSONL, `openai.types.responses` shapes) and
+`item_to_json` gives it back; the pair is lossless (see `fields.py`). Shapes the contract does not type (other item or
+part types) travel as verbatim JSON (`raw_json`). Items are built in place in the caller's repeated field.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gym_grpc._proto.gym.v1 import responses_pb2 as pb
-from gym_grpc.protocol.fields import Fields, JsonObject, dumps, loads_object, merge_extra
+from gym_grpc.protocol.codec.fields import Fields, JsonObject, dumps, loads_object, merge_extra
 
 ROLES = {"user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT, "system": pb.ROLE_SYSTEM, "developer": pb.ROLE_DEVELOPER}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
@@ -28,20 +28,21 @@ TOKEN_KEYS = ("prompt_token_ids", "generation_token_ids", "generation_log_probs"
 
 
 def _is_ints(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31 for v in value
-    )
+    return type(value) is list and all(type(v) is int and -(2**31) <= v < 2**31 for v in value)
 
 
 def _is_floats(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, float) for v in value)
+    return type(value) is list and all(type(v) is float for v in value)
 
 
-def _token_data_to_proto(f: Fields, data: Mapping[str, Any], out: pb.TokenData) -> None:
-    prompt, gen, logp = (data.get(k) for k in TOKEN_KEYS)
+def _token_data_to_proto(f: Fields, data: Mapping[str, Any], holder: Any) -> None:
+    prompt, gen, logp = data.get("prompt_token_ids"), data.get("generation_token_ids"), data.get("generation_log_probs")
+    if prompt is None and gen is None and logp is None:
+        return
     if _is_ints(prompt) and _is_ints(gen) and _is_floats(logp):
         for key in TOKEN_KEYS:
             f.take(key)
+        out = holder.token_data
         out.SetInParent()
         out.prompt_token_ids.extend(prompt)
         out.generation_token_ids.extend(gen)
@@ -59,16 +60,6 @@ def _token_data_to_json(holder: Any, out: JsonObject) -> None:
         out["generation_log_probs"] = list(td.generation_log_probs)
 
 
-def _status_to_proto(f: Fields, table: Mapping[str, int]) -> int:
-    name = f.text("status")
-    if name is None:
-        return 0
-    if name in table:
-        return table[name]
-    f.untake("status")
-    return 0
-
-
 def _text_part(f: Fields, key: str) -> str:
     """A key the caller checked is a string."""
     value = f.text(key)
@@ -78,17 +69,23 @@ def _text_part(f: Fields, key: str) -> str:
 # --- content parts -------------------------------------------------------------------------------------------------
 
 
-def content_part_to_proto(data: JsonObject) -> pb.ContentPart:
+def content_part_to_proto(data: JsonObject, out: pb.ContentPart) -> None:
+    """A content part into `out` (an element the caller added)."""
     kind = data.get("type")
-    f = Fields(data)
-    f.take("type")
-    if kind == "input_text" and isinstance(data.get("text"), str):
-        return pb.ContentPart(input_text=pb.InputTextPart(text=_text_part(f, "text"), extra_json=f.extra_json()))
-    if kind == "output_text" and isinstance(data.get("text"), str):
-        return pb.ContentPart(output_text=pb.OutputTextPart(text=_text_part(f, "text"), extra_json=f.extra_json()))
-    if kind == "refusal" and isinstance(data.get("refusal"), str):
-        return pb.ContentPart(refusal=pb.RefusalPart(refusal=_text_part(f, "refusal"), extra_json=f.extra_json()))
-    return pb.ContentPart(raw_json=dumps(data))
+    if kind == "input_text" or kind == "output_text" or kind == "refusal":
+        key = "refusal" if kind == "refusal" else "text"
+        if type(data.get(key)) is str:
+            part = getattr(out, kind)
+            setattr(part, key, data[key])
+            if len(data) > 2:
+                f = Fields(data)
+                f.take("type")
+                f.take(key)
+                part.extra_json = f.extra_json()
+            else:
+                part.SetInParent()
+            return
+    out.raw_json = dumps(data)
 
 
 def content_part_to_json(part: pb.ContentPart) -> JsonObject:
@@ -111,13 +108,20 @@ def _finish_to_proto(f: Fields, data: JsonObject, out: Any, *, tokens: bool = Tr
     item_id = f.text("id")
     if item_id is not None:
         out.id = item_id
-    out.status = _status_to_proto(f, ITEM_STATUSES)
+    status = f.text("status")
+    if status is not None:
+        if status in ITEM_STATUSES:
+            out.status = ITEM_STATUSES[status]
+        else:
+            f.untake("status")
     if tokens:
-        _token_data_to_proto(f, data, out.token_data)
+        _token_data_to_proto(f, data, out)
         version = f.integer("policy_version")
         if version is not None:
             out.policy_version = version
-    out.extra_json = f.extra_json()
+    extra = f.extra_json()
+    if extra:
+        out.extra_json = extra
 
 
 def _finish_to_json(item: Any, out: JsonObject, *, tokens: bool = True) -> JsonObject:
@@ -131,25 +135,30 @@ def _finish_to_json(item: Any, out: JsonObject, *, tokens: bool = True) -> JsonO
     return merge_extra(out, item.extra_json)
 
 
-def _message_to_proto(data: JsonObject) -> pb.MessageItem | None:
-    role = data.get("role")
+def _is_message(data: JsonObject) -> bool:
     content = data.get("content")
-    if role not in ROLES or not (isinstance(content, (str, list))):
-        return None
-    if isinstance(content, list) and not all(isinstance(p, dict) for p in content):
-        return None
+    if data.get("role") not in ROLES:
+        return False
+    return type(content) is str or (type(content) is list and all(type(p) is dict for p in content))
+
+
+def _message_to_proto(data: JsonObject, msg: pb.MessageItem) -> None:
     f = Fields(data)
     f.take("type")
     f.take("role")
     f.take("content")
-    msg = pb.MessageItem(role=ROLES[role], omit_type="type" not in data)
-    if isinstance(content, str):
+    msg.role = ROLES[data["role"]]
+    msg.omit_type = "type" not in data
+    content = data["content"]
+    if type(content) is str:
         msg.text = content
     else:
-        msg.parts.SetInParent()
-        msg.parts.parts.extend(content_part_to_proto(p) for p in content)
+        parts = msg.parts
+        parts.SetInParent()
+        add = parts.parts.add
+        for p in content:
+            content_part_to_proto(p, add())
     _finish_to_proto(f, data, msg)
-    return msg
 
 
 def _message_to_json(msg: pb.MessageItem) -> JsonObject:
@@ -166,14 +175,15 @@ def _message_to_json(msg: pb.MessageItem) -> JsonObject:
     return _finish_to_json(msg, out)
 
 
-def _function_call_to_proto(data: JsonObject) -> pb.FunctionCallItem:
+def _function_call_to_proto(data: JsonObject, call: pb.FunctionCallItem) -> None:
     f = Fields(data)
     f.take("type")
-    call = pb.FunctionCallItem(
-        call_id=_text_part(f, "call_id"), name=_text_part(f, "name"), arguments=_text_part(f, "arguments")
+    call.call_id, call.name, call.arguments = (
+        _text_part(f, "call_id"),
+        _text_part(f, "name"),
+        _text_part(f, "arguments"),
     )
     _finish_to_proto(f, data, call)
-    return call
 
 
 def _function_call_to_json(call: pb.FunctionCallItem) -> JsonObject:
@@ -184,12 +194,11 @@ def _function_call_to_json(call: pb.FunctionCallItem) -> JsonObject:
     return _finish_to_json(call, out)
 
 
-def _function_call_output_to_proto(data: JsonObject) -> pb.FunctionCallOutputItem:
+def _function_call_output_to_proto(data: JsonObject, result: pb.FunctionCallOutputItem) -> None:
     f = Fields(data)
     f.take("type")
-    result = pb.FunctionCallOutputItem(call_id=_text_part(f, "call_id"), output=_text_part(f, "output"))
+    result.call_id, result.output = _text_part(f, "call_id"), _text_part(f, "output")
     _finish_to_proto(f, data, result, tokens=False)
-    return result
 
 
 def _function_call_output_to_json(result: pb.FunctionCallOutputItem) -> JsonObject:
@@ -215,17 +224,15 @@ def _reasoning_parts(f: Fields, key: str, kind: str) -> list[tuple[str, str]] | 
     return out
 
 
-def _reasoning_to_proto(data: JsonObject) -> pb.ReasoningItem | None:
-    summary = data.get("summary")
-    if not isinstance(summary, list):
-        return None  # "summary" is required; an item without it travels verbatim
+def _reasoning_to_proto(data: JsonObject, item: pb.ReasoningItem) -> None:
+    """A reasoning item that has its required "summary" list."""
     f = Fields(data)
     f.take("type")
-    item = pb.ReasoningItem()
+    item.SetInParent()  # an item with nothing but an empty summary is still a reasoning item
     parts = _reasoning_parts(f, "summary", "summary_text")
     if parts is not None:
         item.summary.extend(pb.ReasoningSummaryPart(text=t, extra_json=e) for t, e in parts)
-    elif not summary:
+    elif not data["summary"]:
         f.take("summary")  # [] is what an empty repeated field writes back
     content = _reasoning_parts(f, "content", "reasoning_text")
     if content is not None:
@@ -234,7 +241,6 @@ def _reasoning_to_proto(data: JsonObject) -> pb.ReasoningItem | None:
     if encrypted is not None:
         item.encrypted_content = encrypted
     _finish_to_proto(f, data, item)
-    return item
 
 
 def _reasoning_to_json(item: pb.ReasoningItem) -> JsonObject:
@@ -250,26 +256,43 @@ def _reasoning_to_json(item: pb.ReasoningItem) -> JsonObject:
 
 
 def _has_texts(data: JsonObject, *keys: str) -> bool:
-    return all(isinstance(data.get(k), str) for k in keys)
+    return all(type(data.get(k)) is str for k in keys)
 
 
-def item_to_proto(data: JsonObject) -> pb.Item:
-    """One input or output item (a JSON object) as a proto. An item that lacks a key its typed form always writes
-    (or has a value of another type there) travels verbatim as raw_json."""
+def item_to_proto(data: JsonObject, out: pb.Item | None = None) -> pb.Item:
+    """One input or output item (a JSON object) as a proto, built in `out` when given (an element the caller added).
+    An item that lacks a key its typed form always writes (or has a value of another type there) travels verbatim
+    as raw_json."""
+    if out is None:
+        out = pb.Item()
     kind = data.get("type")
     if kind == "message" or (kind is None and "role" in data):
-        msg = _message_to_proto(data)
-        if msg is not None:
-            return pb.Item(message=msg)
-    elif kind == "function_call" and _has_texts(data, "call_id", "name", "arguments"):
-        return pb.Item(function_call=_function_call_to_proto(data))
-    elif kind == "function_call_output" and _has_texts(data, "call_id", "output"):
-        return pb.Item(function_call_output=_function_call_output_to_proto(data))
-    elif kind == "reasoning":
-        reasoning = _reasoning_to_proto(data)
-        if reasoning is not None:
-            return pb.Item(reasoning=reasoning)
-    return pb.Item(raw_json=dumps(data))
+        if _is_message(data):
+            out.message.SetInParent()
+            _message_to_proto(data, out.message)
+            return out
+    elif kind == "function_call":
+        if _has_texts(data, "call_id", "name", "arguments"):
+            out.function_call.SetInParent()
+            _function_call_to_proto(data, out.function_call)
+            return out
+    elif kind == "function_call_output":
+        if _has_texts(data, "call_id", "output"):
+            out.function_call_output.SetInParent()
+            _function_call_output_to_proto(data, out.function_call_output)
+            return out
+    elif kind == "reasoning" and type(data.get("summary")) is list:
+        _reasoning_to_proto(data, out.reasoning)
+        return out
+    out.raw_json = dumps(data)
+    return out
+
+
+def items_to_proto(items: Sequence[JsonObject], out: Any) -> None:
+    """Items into a repeated Item field."""
+    add = out.add
+    for item in items:
+        item_to_proto(item, add())
 
 
 def item_to_json(item: pb.Item) -> JsonObject:
@@ -286,10 +309,6 @@ def item_to_json(item: pb.Item) -> JsonObject:
     if which == "raw_json":
         return loads_object(item.raw_json)
     raise ValueError("item has no content: set one of message, function_call, function_call_output, reasoning")
-
-
-def items_to_proto(items: Sequence[JsonObject]) -> list[pb.Item]:
-    return [item_to_proto(i) for i in items]
 
 
 def items_to_json(items: Sequence[pb.Item]) -> list[JsonObject]:

@@ -1,21 +1,40 @@
-"""`CollectRollouts` requests and events <-> gym.v1 protos."""
+"""The events family: `CollectRollouts` requests and events <-> gym.v1 protos, for the pydantic domain (the server,
+the Python client) and for record writers (`gym-grpc collect`: task rows sent as they are, each finished rollout
+decoded once into its JSONL record — `rollout.rollout_to_json`, NeMo Gym's row shape and key order — serialised with
+orjson; nothing here imports a pydantic model, so such a client starts fast)."""
 
 from __future__ import annotations
 
-from gym_grpc._proto.gym.v1 import responses_pb2
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gym_grpc._proto.gym.v1 import responses_pb2, task_pb2
 from gym_grpc._proto.gym.v1 import rollout_pb2 as pb
 from gym_grpc.errors import InvalidArgumentError
-from gym_grpc.protocol import convert, records
+from gym_grpc.protocol.codec import params as params_codec
+from gym_grpc.protocol.codec import rollout as rollout_codec
+from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.events import (
+    SAMPLING_KEYS,
     CollectionRequest,
     Event,
     Finished,
     GroupDone,
     Heartbeat,
     MetricStats,
+    Record,
+    RecordEvent,
+    RowsRequest,
     Started,
+    Summary,
+    Wait,
 )
-from gym_grpc.protocol.types import ResponseCreateParams
+
+if TYPE_CHECKING:
+    from gym_grpc.protocol.types import ResponseCreateParams
 
 
 def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
@@ -36,7 +55,7 @@ def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
             raise InvalidArgumentError.field(name, "must be > 0")
     tasks = None
     if source == "tasks":
-        tasks = [convert.task_from_proto(t, f"tasks.tasks[{i}]") for i, t in enumerate(request.tasks.tasks)]
+        tasks = [task_codec.decode(t, f"tasks.tasks[{i}]") for i, t in enumerate(request.tasks.tasks)]
     return CollectionRequest(
         agent=request.agent,
         tasks=tasks,
@@ -44,7 +63,7 @@ def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
         limit=request.limit if request.HasField("limit") else None,
         num_repeats=request.num_repeats or 1,
         max_in_flight=request.max_in_flight,
-        sampling=convert.sampling_from_proto(request.sampling),
+        sampling=task_codec.sampling_from_proto(request.sampling),
         rollout_timeout=request.rollout_timeout_seconds if request.HasField("rollout_timeout_seconds") else None,
         with_tokens=request.view != pb.ROLLOUT_VIEW_BASIC,
         with_training=request.view == pb.ROLLOUT_VIEW_TRAINING,
@@ -60,7 +79,7 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
         agent=request.agent,
         num_repeats=request.num_repeats,
         max_in_flight=request.max_in_flight,
-        sampling=convert.sampling_to_proto(request.sampling),
+        sampling=task_codec.sampling_to_proto(request.sampling),
         view=(
             pb.ROLLOUT_VIEW_TRAINING
             if request.with_training
@@ -71,7 +90,7 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
         exclude_rollout_ids=sorted(request.exclude_rollout_ids),
     )
     if request.tasks is not None:
-        out.tasks.tasks.extend(convert.task_to_proto(t) for t in request.tasks)
+        out.tasks.tasks.extend(task_codec.encode(t) for t in request.tasks)
     elif request.dataset is not None:
         out.dataset = request.dataset
     if request.limit is not None:
@@ -81,10 +100,6 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
     if request.heartbeat_interval is not None:
         out.heartbeat_interval_seconds = request.heartbeat_interval
     return out
-
-
-def stats_to_proto(stats: MetricStats) -> pb.MetricStats:
-    return pb.MetricStats(count=stats.count, mean=stats.mean, std=stats.std, min=stats.min, max=stats.max)
 
 
 class EventEncoder:
@@ -105,9 +120,9 @@ class EventEncoder:
         if cached is None or cached[0] is not params:
             if len(self._params) >= self.cache_size:
                 self._params.clear()
-            cached = (params, convert.params_to_proto(params))
+            cached = (params, params_codec.encode(params))
             self._params[id(params)] = cached
-        rollout = convert.rollout_to_proto(
+        rollout = rollout_codec.encode(
             event.rollout, with_tokens=self.with_tokens, with_training=self.with_training, params=cached[1]
         )
         return pb.CollectRolloutsResponse(rollout=rollout)
@@ -115,7 +130,7 @@ class EventEncoder:
 
 def event_to_proto(event: Event, *, with_tokens: bool = True) -> pb.CollectRolloutsResponse:
     if isinstance(event, Finished):
-        return pb.CollectRolloutsResponse(rollout=convert.rollout_to_proto(event.rollout, with_tokens=with_tokens))
+        return pb.CollectRolloutsResponse(rollout=rollout_codec.encode(event.rollout, with_tokens=with_tokens))
     if isinstance(event, Started):
         return pb.CollectRolloutsResponse(
             started=pb.CollectionStarted(
@@ -148,11 +163,87 @@ def event_to_proto(event: Event, *, with_tokens: bool = True) -> pb.CollectRollo
         duration_seconds=event.duration_seconds,
     )
     for key, stats in event.metrics.items():
-        summary.metrics[key].CopyFrom(stats_to_proto(stats))
+        summary.metrics[key].CopyFrom(task_codec.stats_to_proto(stats))
     return pb.CollectRolloutsResponse(summary=summary)
 
 
 def event_from_proto(event: pb.CollectRolloutsResponse) -> Event:
     if event.WhichOneof("event") == "rollout":
-        return Finished(convert.rollout_from_proto(event.rollout))
-    return records.lifecycle_from_proto(event)
+        return Finished(rollout_codec.decode(event.rollout))
+    return lifecycle_from_proto(event)
+
+
+def lifecycle_from_proto(event: pb.CollectRolloutsResponse) -> Started | GroupDone | Heartbeat | Summary:
+    """Every event but a rollout."""
+    which = event.WhichOneof("event")
+    if which == "started":
+        s = event.started
+        return Started(s.collection_id, s.total_tasks, s.total_rollouts, s.num_repeats)
+    if which == "group_complete":
+        g = event.group_complete
+        mean = g.mean_reward if g.HasField("mean_reward") else None
+        return GroupDone(g.group_id, g.task_index, g.succeeded, g.failed, mean, g.group_size, g.partial)
+    if which == "heartbeat":
+        h = event.heartbeat
+        waits = tuple(Wait(w.on, w.rollouts, w.longest_seconds) for w in h.waits)
+        return Heartbeat(h.completed, h.in_flight, waits)
+    if which == "summary":
+        m = event.summary
+        metrics = {k: MetricStats(v.count, v.mean, v.std, v.min, v.max) for k, v in m.metrics.items()}
+        return Summary(m.succeeded, m.failed, m.skipped, metrics, m.duration_seconds)
+    raise ValueError("empty CollectRolloutsResponse" if which is None else f"not a lifecycle event: {which}")
+
+
+# --- record writers ------------------------------------------------------------------------------------------------
+
+
+def rows_request_to_proto(request: RowsRequest) -> pb.CollectRolloutsRequest:
+    sampling = pb.SamplingParams()
+    for key in SAMPLING_KEYS:
+        value = request.sampling.get(key)
+        if value is not None:
+            setattr(sampling, key, value)
+    out = pb.CollectRolloutsRequest(
+        agent=request.agent,
+        num_repeats=request.num_repeats,
+        max_in_flight=request.max_in_flight,
+        sampling=sampling,
+        exclude_rollout_ids=sorted(request.exclude_rollout_ids),
+    )
+    out.tasks.SetInParent()
+    out.tasks.tasks.extend(task_pb2.Task(row_json=row.text) for row in request.rows)
+    if request.heartbeat_interval is not None:
+        out.heartbeat_interval_seconds = request.heartbeat_interval
+    return out
+
+
+def dumps_line(record: Mapping[str, Any]) -> bytes:
+    """One JSONL line: compact JSON, non-ASCII kept, key order kept."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # a value orjson cannot write (an integer past 64 bits)
+        return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def record_of(rollout: pb.Rollout) -> Record:
+    data = rollout_codec.rollout_to_json(rollout)
+    stats = rollout.stats
+    return Record(
+        rollout_id=rollout.rollout_id,
+        task_index=rollout.task_index,
+        agent=rollout.agent,
+        model=rollout.response.model,
+        reward=rollout.reward if rollout.HasField("reward") else None,
+        metrics=rollout_codec.verify_fields(data),
+        failure=data.get("failure"),
+        attempts=rollout.attempts,
+        model_retries=stats.model_retries,
+        tool_errors=stats.tool_errors,
+        line=dumps_line(data),
+    )
+
+
+def record_event_from_proto(event: pb.CollectRolloutsResponse) -> RecordEvent:
+    if event.HasField("rollout"):
+        return record_of(event.rollout)
+    return lifecycle_from_proto(event)

@@ -1,11 +1,17 @@
-"""Responses-API response JSON <-> gym.v1 protos: `response` with usage, incomplete details and error."""
+"""The response family: a Responses-API `response` with its usage, incomplete details and error, JSON <-> gym.v1
+protos, and the domain `Response` through that JSON."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gym_grpc._proto.gym.v1 import responses_pb2 as pb
-from gym_grpc.protocol.fields import Fields, JsonObject, merge_extra, present
-from gym_grpc.protocol.items_json import item_to_proto, items_to_json
-from gym_grpc.protocol.params_json import tool_choice_to_json, tool_choice_to_proto, tool_to_json, tool_to_proto
+from gym_grpc.protocol.codec.fields import Fields, JsonObject, bad_json, is_int, merge_extra, present, validated
+from gym_grpc.protocol.codec.items import items_to_json, items_to_proto
+from gym_grpc.protocol.codec.params import tool_choice_to_json, tool_choice_to_proto, tool_to_json, tools_to_proto
+
+if TYPE_CHECKING:
+    from gym_grpc.protocol.types import Response
 
 RESPONSE_STATUSES = {
     "completed": pb.RESPONSE_STATUS_COMPLETED,
@@ -22,32 +28,30 @@ USAGE_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
 def _details(data: JsonObject, key: str, inner: str) -> int | None:
     """`{"<key>": {"<inner>": n}}` exactly, or None (then the key stays verbatim in extras)."""
     value = data.get(key)
-    if isinstance(value, dict) and value.keys() == {inner}:
-        n = value[inner]
-        if isinstance(n, int) and not isinstance(n, bool):
+    if type(value) is dict and len(value) == 1:
+        n = value.get(inner)
+        if is_int(n):
             return n
     return None
 
 
 def _counts(value: object, keys: tuple[str, str]) -> tuple[int, int] | None:
     """`{keys[0]: n, keys[1]: m}` exactly (in that order), or None."""
-    if isinstance(value, dict) and list(value) == list(keys):
+    if type(value) is dict and list(value) == list(keys):
         a, b = value[keys[0]], value[keys[1]]
-        if all(isinstance(n, int) and not isinstance(n, bool) and abs(n) < 2**63 for n in (a, b)):
+        if is_int(a) and is_int(b):
             return a, b
     return None
 
 
 def _is_usage(value: object) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(value.get(k), int) and not isinstance(value.get(k), bool) for k in USAGE_COUNTS
-    )
+    return type(value) is dict and all(type(value.get(k)) is int for k in USAGE_COUNTS)
 
 
-def usage_to_proto(data: JsonObject) -> pb.Usage:
-    """A usage object that has the three counts (`_is_usage`)."""
+def usage_to_proto(data: JsonObject, usage: pb.Usage) -> None:
+    """A usage object that has the three counts (`_is_usage`), into `usage`."""
     f = Fields(data)
-    usage = pb.Usage()
+    usage.SetInParent()
     for key in USAGE_COUNTS:
         n = f.integer(key)
         if n is not None:
@@ -65,8 +69,9 @@ def usage_to_proto(data: JsonObject) -> pb.Usage:
     if reasoning is not None:
         f.take("output_tokens_details")
         usage.reasoning_tokens = reasoning
-    usage.extra_json = f.extra_json()
-    return usage
+    extra = f.extra_json()
+    if extra:
+        usage.extra_json = extra
 
 
 def usage_to_json(usage: pb.Usage) -> JsonObject:
@@ -84,12 +89,16 @@ def usage_to_json(usage: pb.Usage) -> JsonObject:
     return merge_extra(out, usage.extra_json)
 
 
-def response_to_proto(data: JsonObject) -> pb.Response:
-    """A Responses-API `response` object as a proto. "id" and "output" are always written back (as the API always
-    sends them); everything else round-trips exactly."""
+def response_to_proto(data: JsonObject, response: pb.Response | None = None) -> pb.Response:
+    """A Responses-API `response` object as a proto, built in `response` when given. "id" and "output" are always
+    written back (as the API always sends them); everything else round-trips exactly."""
     f = Fields(data)
-    response = pb.Response(id=f.text("id") or "")
-    f.into(response, number=("created_at",), text=("model",))
+    if response is None:
+        response = pb.Response()
+    response.SetInParent()
+    response.id = f.text("id") or ""
+    f.numbers(response, ("created_at",))
+    f.texts(response, ("model",))
     status = f.text("status")
     if status in RESPONSE_STATUSES:
         response.status = RESPONSE_STATUSES[status]
@@ -97,11 +106,11 @@ def response_to_proto(data: JsonObject) -> pb.Response:
         f.untake("status")
     output = f.objects("output")
     if output is not None:
-        response.output.extend(item_to_proto(i) for i in output)
+        items_to_proto(output, response.output)
     usage = data.get("usage")
     if _is_usage(usage):
         f.take("usage")
-        response.usage.CopyFrom(usage_to_proto(usage))  # type: ignore[arg-type]
+        usage_to_proto(usage, response.usage)  # type: ignore[arg-type]
     incomplete = f.obj("incomplete_details")
     if incomplete is not None:
         if incomplete.keys() == {"reason"} and isinstance(incomplete["reason"], str):
@@ -115,22 +124,21 @@ def response_to_proto(data: JsonObject) -> pb.Response:
             response.error.message = error["message"]
         else:
             f.untake("error")
-    f.into(
-        response,
-        text=("object", "instructions"),
-        flag=("parallel_tool_calls",),
-        number=("temperature", "top_p"),
-        int32=("max_output_tokens",),
-    )
+    f.texts(response, ("object", "instructions"))
+    f.flags(response, ("parallel_tool_calls",))
+    f.numbers(response, ("temperature", "top_p"))
+    f.integers(response, ("max_output_tokens",), bits=32)
     tools = f.objects("tools")
     if tools:
-        response.tools.extend(tool_to_proto(t) for t in tools)
+        tools_to_proto(tools, response.tools)
     elif tools is not None:
         f.untake("tools")  # [] stays verbatim: an empty repeated field cannot say it was there
     if data.get("tool_choice") is not None:
         f.take("tool_choice")
-        response.tool_choice.CopyFrom(tool_choice_to_proto(data["tool_choice"]))
-    response.extra_json = f.extra_json()
+        tool_choice_to_proto(data["tool_choice"], response.tool_choice)
+    extra = f.extra_json()
+    if extra:
+        response.extra_json = extra
     return response
 
 
@@ -153,3 +161,29 @@ def response_to_json(response: pb.Response) -> JsonObject:
         out["tool_choice"] = tool_choice_to_json(response.tool_choice)
     present(response, ("parallel_tool_calls", "temperature", "top_p", "max_output_tokens"), out)
     return merge_extra(out, response.extra_json)
+
+
+# --- the domain type, through the JSON form ------------------------------------------------------------------------
+
+
+def encode(response: Response, out: pb.Response | None = None) -> pb.Response:
+    """The domain response as a proto (built in `out` when given)."""
+    return response_to_proto(response.to_json(), out)
+
+
+def decode(response: pb.Response, where: str = "response") -> Response:
+    from gym_grpc.protocol.types import Response
+
+    try:
+        data = response_to_json(response)
+    except ValueError as exc:
+        raise bad_json(where, exc) from None
+    return validated(Response, data, where)
+
+
+def strip_token_data(response: pb.Response) -> None:
+    """Drop token ids and log-probs from every item (the BASIC view)."""
+    for item in response.output:
+        which = item.WhichOneof("item")
+        if which in ("message", "function_call", "reasoning"):
+            getattr(item, which).ClearField("token_data")

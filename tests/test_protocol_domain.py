@@ -1,16 +1,16 @@
-"""The direct domain -> proto path gives exactly what the JSON path gives, for every shape it takes on."""
+"""Domain responses through their one encoding path (the JSON form and the response codec) and back, for the shapes
+agents build, real servers send and adapters make."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_protocol_roundtrip import TUTORIAL_ROWS, tutorial_record
 
 from gym_grpc.models.chat_convert import from_chat_completion
-from gym_grpc.protocol import direct, response_json
+from gym_grpc.protocol.codec import response as response_codec
 from gym_grpc.protocol.types import FunctionCall, Message, OutputText, Response, Usage
 from gym_grpc.testing.scripted import call, response, say
 
@@ -116,14 +116,16 @@ def responses() -> list[Response]:
 
 
 @pytest.mark.parametrize("case", responses(), ids=lambda r: json.dumps(r.to_json())[:60])
-def test_direct_path_equals_the_json_path(case: Response) -> None:
-    expected = response_json.response_to_proto(case.to_json())
-    fast = direct.response_to_proto(case)
-    if fast is not None:
-        assert fast == expected
+def test_a_domain_response_comes_back_as_it_was_sent(case: Response) -> None:
+    """Domain -> proto -> domain keeps every key that was set (and only those), extras and explicit nulls included."""
+    wire = response_codec.encode(case)
+    assert wire == response_codec.response_to_proto(case.to_json())  # the one path: through the JSON form
+    back = response_codec.decode(wire)
+    assert back.to_json() == case.to_json()
+    assert back.model_fields_set == case.model_fields_set
 
 
-def test_log_probs_float32_cannot_keep_take_the_json_path() -> None:
+def test_log_probs_float32_cannot_hold_come_back_exactly() -> None:
     odd = Response(
         id="r",
         output=[
@@ -137,17 +139,14 @@ def test_log_probs_float32_cannot_keep_take_the_json_path() -> None:
             )
         ],
     )
-    assert direct.response_to_proto(odd) is None  # the JSON path keeps the exact doubles as well
+    wire = response_codec.encode(odd)
+    assert wire.output[0].function_call.token_data.generation_log_probs[0] != -0.1  # float32 on the wire
+    back = response_codec.decode(wire)
+    assert back.to_json() == odd.to_json()  # the exact doubles travel beside it
 
 
-def test_the_shapes_agents_build_take_the_direct_path() -> None:
-    cases = responses()
-    agent_built: list[Any] = [cases[0], cases[1], cases[2], cases[-1]]
-    assert all(direct.response_to_proto(r) is not None for r in agent_built)
-
-
-def test_a_real_servers_output_text_takes_the_direct_path() -> None:
-    """The OpenAI API sends `logprobs: []` on every output text part; that must not push rollouts off the fast path."""
+def test_a_real_servers_output_text_keeps_its_extra_keys_beside_the_typed_text() -> None:
+    """The OpenAI API sends `logprobs: []` on every output text part: the text stays typed, the extras verbatim."""
     real = Response.model_validate(
         {
             "id": "r",
@@ -161,5 +160,8 @@ def test_a_real_servers_output_text_takes_the_direct_path() -> None:
             ],
         }
     )
-    fast = direct.response_to_proto(real)
-    assert fast is not None and fast == response_json.response_to_proto(real.to_json())
+    wire = response_codec.encode(real)
+    part = wire.output[0].message.parts.parts[0]
+    assert part.output_text.text == "a"
+    assert json.loads(part.output_text.extra_json) == {"annotations": [], "logprobs": []}
+    assert response_codec.decode(wire).to_json() == real.to_json()
