@@ -165,3 +165,16 @@ def test_a_real_servers_output_text_keeps_its_extra_keys_beside_the_typed_text()
     assert part.output_text.text == "a"
     assert json.loads(part.output_text.extra_json) == {"annotations": [], "logprobs": []}
     assert response_codec.decode(wire).to_json() == real.to_json()
+
+
+def test_a_json_text_field_that_holds_no_json_is_an_invalid_argument_naming_the_message() -> None:
+    from gym_grpc._proto.gym.v1 import responses_pb2
+    from gym_grpc.errors import InvalidArgumentError
+    from gym_grpc.protocol.codec import params as params_codec
+
+    wire = responses_pb2.ResponseCreateParams(input_text="hi")
+    wire.tools.add().function.CopyFrom(responses_pb2.FunctionTool(name="f", parameters_json="{"))
+    with pytest.raises(InvalidArgumentError) as caught:
+        params_codec.decode(wire, "tasks.tasks[3].responses_create_params")
+    assert [v.field for v in caught.value.violations] == ["tasks.tasks[3].responses_create_params"]
+    assert "invalid JSON" in str(caught.value)

@@ -9,7 +9,8 @@ the identity (after key sorting).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gym_grpc.errors import FieldViolation, InvalidArgumentError
@@ -214,6 +215,11 @@ def validated(model: type[M], data: Any, where: str) -> M:
         raise validation_error(exc, where) from None
 
 
-def bad_json(where: str, exc: ValueError) -> InvalidArgumentError:
-    """A JSON-text field of a proto (`*_json`) that holds no valid JSON."""
-    return InvalidArgumentError.field(where, f"a JSON text field holds invalid JSON ({exc})")
+@contextmanager
+def json_text_fields(where: str) -> Iterator[None]:
+    """Reading a proto's JSON form: a JSON-text field (`*_json`) that holds no valid JSON is an InvalidArgumentError
+    that names `where`."""
+    try:
+        yield
+    except ValueError as exc:
+        raise InvalidArgumentError.field(where, f"a JSON text field holds invalid JSON ({exc})") from None

@@ -11,8 +11,8 @@ from gym_grpc._proto.gym.v1 import responses_pb2 as pb
 from gym_grpc.protocol.codec.fields import (
     Fields,
     JsonObject,
-    bad_json,
     dumps,
+    json_text_fields,
     loads_object,
     merge_extra,
     present,
@@ -190,10 +190,8 @@ def encode(params: ResponseCreateParams) -> pb.ResponseCreateParams:
 def decode(params: pb.ResponseCreateParams, where: str = "params") -> ResponseCreateParams:
     from gym_grpc.protocol.types import ResponseCreateParams
 
-    try:
+    with json_text_fields(where):
         data = params_to_json(params)
-    except ValueError as exc:
-        raise bad_json(where, exc) from None
     return validated(ResponseCreateParams, data, where)
 
 
@@ -204,8 +202,6 @@ def encode_tool(tool: FunctionTool) -> pb.FunctionTool:
 def decode_tool(tool: pb.FunctionTool, where: str = "tool") -> FunctionTool:
     from gym_grpc.protocol.types import FunctionTool
 
-    try:
+    with json_text_fields(where):
         data = function_tool_to_json(tool)
-    except ValueError as exc:
-        raise bad_json(where, exc) from None
     return validated(FunctionTool, data, where)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gym_grpc._proto.gym.v1 import responses_pb2 as pb
-from gym_grpc.protocol.codec.fields import Fields, JsonObject, bad_json, is_int, merge_extra, present, validated
+from gym_grpc.protocol.codec.fields import Fields, JsonObject, is_int, json_text_fields, merge_extra, present, validated
 from gym_grpc.protocol.codec.items import items_to_json, items_to_proto
 from gym_grpc.protocol.codec.params import tool_choice_to_json, tool_choice_to_proto, tool_to_json, tools_to_proto
 
@@ -174,10 +174,8 @@ def encode(response: Response, out: pb.Response | None = None) -> pb.Response:
 def decode(response: pb.Response, where: str = "response") -> Response:
     from gym_grpc.protocol.types import Response
 
-    try:
+    with json_text_fields(where):
         data = response_to_json(response)
-    except ValueError as exc:
-        raise bad_json(where, exc) from None
     return validated(Response, data, where)
 
 
