@@ -49,6 +49,7 @@ def test_the_collector_cli_starts_without_server_sdk_or_pydantic_models() -> Non
     """What `gym-grpc collect` imports before it starts streaming: no server, no model SDK, no pydantic."""
     probe = (
         "import sys, gym_grpc.cli.main, gym_grpc.cli.collect\n"
+        "gym_grpc.cli.main.build_parser()  # what `main` runs before any command (every subcommand's parser)\n"
         "heavy = ('openai', 'pydantic', 'aiohttp', 'gym_grpc.server', 'gym_grpc.models', 'gym_grpc.protocol.types')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )

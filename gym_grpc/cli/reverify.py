@@ -20,12 +20,14 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.errors import GymError, InvalidArgumentError
 from gym_grpc.protocol.codec import rollout as rollout_codec
-from gym_grpc.protocol.rollouts import Failure, Rollout, Task
+
+if TYPE_CHECKING:  # the pydantic domain and the environments load when a reverify runs, not for every command's parser
+    from gym_grpc.environments.client import EnvironmentClient
+    from gym_grpc.protocol.rollouts import Rollout
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -129,6 +131,8 @@ async def reverify_one(
 ) -> Rollout:
     """The record's rollout, verified again on a fresh session (after replaying its tool calls when asked). `row`:
     the task row whose fields the task takes (NeMo Gym's records keep only what its verify echoed)."""
+    from gym_grpc.protocol.rollouts import Failure, Task
+
     rollout = rollout_codec.decode(rollout_codec.rollout_to_proto(record))
     assert rollout.response is not None
     if row is not None:
