@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
+
 from gym_grpc.errors import FieldViolation, InvalidArgumentError
 
 if TYPE_CHECKING:  # pydantic costs a client that only writes records start-up time: imported on use
@@ -30,11 +32,20 @@ def dumps(value: Any) -> str:
     return _dumps(value)
 
 
+def loads(text: str) -> Any:
+    """A JSON text field's value: orjson (several times faster), or the standard parser for what orjson refuses and
+    the codec's own writer may have written (NaN, Infinity, integers past 64 bits); invalid JSON raises ValueError."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def loads_object(text: str) -> JsonObject:
     """Parse an `extra_json`-style field: empty means {}; anything but an object is an error."""
     if not text:
         return {}
-    value = json.loads(text)
+    value = loads(text)
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value

@@ -4,7 +4,6 @@ reasoning options, JSON <-> gym.v1 protos, and the domain `ResponseCreateParams`
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from gym_grpc._proto.gym.v1 import responses_pb2 as pb
@@ -13,6 +12,7 @@ from gym_grpc.protocol.codec.fields import (
     JsonObject,
     dumps,
     json_text_fields,
+    loads,
     loads_object,
     merge_extra,
     present,
@@ -55,7 +55,7 @@ def function_tool_to_proto(data: JsonObject, tool: pb.FunctionTool | None = None
 def function_tool_to_json(tool: pb.FunctionTool) -> JsonObject:
     out = present(tool, ("description",), {"type": "function", "name": tool.name})
     if tool.parameters_json:
-        out["parameters"] = json.loads(tool.parameters_json)
+        out["parameters"] = loads(tool.parameters_json)
     return merge_extra(present(tool, ("strict",), out), tool.extra_json)
 
 
@@ -102,7 +102,7 @@ def tool_choice_to_json(choice: pb.ToolChoice) -> Any:
         return TOOL_CHOICE_MODE_NAMES[choice.mode]
     if which == "function_name":
         return {"type": "function", "name": choice.function_name}
-    return json.loads(choice.raw_json)
+    return loads(choice.raw_json)
 
 
 def reasoning_params_to_proto(data: JsonObject, params: pb.ReasoningParams) -> None:

@@ -4,12 +4,11 @@ protos, and the domain `Task` / `VerifyResult` through that JSON."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from gym_grpc._proto.gym.v1 import environment_pb2, rollout_pb2, task_pb2
 from gym_grpc.errors import InvalidArgumentError
-from gym_grpc.protocol.codec.fields import INT64, JsonObject, dumps, loads_object, validation_error
+from gym_grpc.protocol.codec.fields import INT64, JsonObject, dumps, loads, loads_object, validation_error
 from gym_grpc.protocol.codec.params import params_to_json, params_to_proto
 
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ def metric_to_json(value: task_pb2.MetricValue) -> Any:
     if which is None:
         return None
     if which == "json":
-        return json.loads(value.json)
+        return loads(value.json)
     return getattr(value, which)
 
 
