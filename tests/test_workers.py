@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -173,3 +174,72 @@ async def test_cancelling_the_stream_cancels_the_model_calls(workers: int, tmp_p
         await stop(proc)
         await model.stop()
     assert model.script.in_flight == 0 and model.script.cancelled == 6
+
+
+def worker_pids(front: int) -> list[int]:
+    """The worker processes of a `serve --workers N` front (its children)."""
+    return [int(c) for task in Path(f"/proc/{front}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+async def test_a_worker_killed_mid_collection_has_its_groups_re_dealt(model: ModelServer) -> None:
+    """kill -9 one worker once rollouts flow: its groups go to the other; every rollout arrives once, groups whole."""
+    proc, target = await serve(model.base_url, 2)
+    workers = worker_pids(proc.pid)
+    assert len(workers) == 2
+    tasks = read_tasks(DATA / "weather_queries.jsonl")
+    events: list[object] = []
+    try:
+        async with GymClient(target) as client:
+            request = CollectionRequest(agent=AGENT, tasks=tasks, num_repeats=8, max_in_flight=4)
+            async for event in client.collect_rollouts(request):
+                events.append(event)
+                if sum(isinstance(e, Finished) for e in events) == 3 and isinstance(event, Finished):
+                    os.kill(workers[0], signal.SIGKILL)  # each worker still owes at least 13 of its 16-24
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    rollouts = [e.rollout for e in events if isinstance(e, Finished)]
+    assert len(rollouts) == 40 and len({r.rollout_id for r in rollouts}) == 40 and all(r.reward for r in rollouts)
+    by_group: dict[str, list[int]] = {}
+    for r in rollouts:
+        by_group.setdefault(r.group_id, []).append(r.rollout_index)
+    assert len(by_group) == 5 and all(sorted(v) == list(range(8)) for v in by_group.values())
+    groups = [e for e in events if isinstance(e, GroupDone)]
+    assert sorted(g.group_id for g in groups) == sorted(by_group)  # one group_complete per group
+    for g in groups:  # a re-dealt group's survivor ran only its missing rollouts: partial, as a resume's group
+        assert g.group_size == 8 and g.partial == (g.succeeded + g.failed < 8)
+    summary = events[-1]
+    assert isinstance(summary, Summary) and (summary.succeeded, summary.failed, summary.skipped) == (40, 0, 0)
+    assert summary.metrics["reward"].count == 40 and summary.metrics["pass@8"].count == 5
+
+
+async def test_losing_every_worker_ends_the_stream_naming_them(model: ModelServer) -> None:
+    proc, target = await serve(model.base_url, 2)
+    workers = worker_pids(proc.pid)
+    tasks = read_tasks(DATA / "weather_queries.jsonl")
+    received = 0
+    request = CollectionRequest(agent=AGENT, tasks=tasks, num_repeats=8, max_in_flight=4)
+
+    async def read(client: GymClient, kill: bool) -> None:
+        nonlocal received
+        async for event in client.collect_rollouts(request):
+            received += isinstance(event, Finished)
+            if kill and received == 3 and isinstance(event, Finished):
+                for pid in workers:
+                    os.kill(pid, signal.SIGKILL)
+
+    try:
+        async with GymClient(target) as client:
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await read(client, kill=True)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:  # a new collection finds no worker (or loses it)
+                await read(client, kill=False)
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and received < 40
+    details = ended.value.details() or ""
+    assert "every worker was lost" in details and details.count("127.0.0.1:") == 2
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "worker" in (refused.value.details() or "")
