@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="N worker processes behind one front (CollectRollouts only; see gym_grpc/server/workers.py)",
+        help="N worker processes behind one front (Collect/StreamRollouts; see gym_grpc/server/workers.py)",
     )
     serve.add_argument(
         "--ray",

@@ -18,7 +18,9 @@ the front enforces the configured TLS and tokens). The front serves `RolloutServ
   every rollout once. Only when no worker is left does it end with UNAVAILABLE naming them. A lost worker is not
   restarted: a crash that repeats (out of memory, a bad environment) would only repeat, and the front keeps serving
   on the others; later collections are dealt to the running workers only.
-StreamRollouts and the environment, agent and model services are not served by the front (UNIMPLEMENTED).
+StreamRollouts goes through the front too (gym_grpc/server/workers_stream.py: the front keeps the task queue and the
+credits and deals each group to the least loaded worker), except resume. The environment, agent and model services
+are not served by the front (UNIMPLEMENTED).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.server.workers_collect import CollectFront
+from gym_grpc.server.workers_stream import StreamFront
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class WorkerPool:
         self.ports = [free_port() for _ in range(count)]
         self.targets = [f"127.0.0.1:{p}" for p in self.ports]
         own = ["--set", "server.auth=null", "--set", "server.tls=null", "--set", "server.metrics_port=null"]
+        own += ["--set", "server.stream_resume_seconds=0"]  # the front does not resume streams: nothing to keep
         sets = [a for o in overrides for a in ("--set", o)]
         cli = [
             sys.executable,
@@ -124,8 +128,10 @@ async def serve_workers(
             interceptors.append(AuthInterceptor(config.server.auth))
         server = grpc.aio.server(interceptors=interceptors, options=_channel_options(config))
         channels = [grpc.aio.insecure_channel(t, options=_channel_options(config)) for t in pool.targets]
-        front = CollectFront(config, pool.targets, channels, draining, pool.alive)
-        servicer = type("Front", (rollout_pb2_grpc.RolloutServiceServicer,), {"CollectRollouts": front.CollectRollouts})
+        collect = CollectFront(config, pool.targets, channels, draining, pool.alive)
+        stream = StreamFront(config, channels, draining, pool.alive)
+        methods = {"CollectRollouts": collect.CollectRollouts, "StreamRollouts": stream.StreamRollouts}
+        servicer = type("Front", (rollout_pb2_grpc.RolloutServiceServicer,), methods)
         rollout_pb2_grpc.add_RolloutServiceServicer_to_server(servicer(), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

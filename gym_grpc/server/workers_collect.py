@@ -72,7 +72,7 @@ class _Reader:
 _JSON = object()  # a metric holding other JSON: never aggregated, but present (as for `extracted_answer`: no answer)
 
 
-def _metrics(rollout: Any) -> dict[str, Any]:
+def metrics_of(rollout: Any) -> dict[str, Any]:
     """A rollout proto's metrics as the aggregator reads them (numbers, flags, texts; other JSON as a marker)."""
     out: dict[str, Any] = {}
     for key, value in rollout.metrics.items():
@@ -229,7 +229,7 @@ class _Collection:
         if rollout.HasField("reward"):
             self.succeeded += 1
             part.rewards.append(rollout.reward)
-            self.metrics.add(rollout.task_index, rollout.reward, _metrics(rollout))
+            self.metrics.add(rollout.task_index, rollout.reward, metrics_of(rollout))
         else:
             self.failed += 1
             part.failed += 1

@@ -1,0 +1,229 @@
+"""StreamRollouts through `gym-grpc serve --workers N` behaves as one process does: the same stream tests run against
+`serve` and `serve --workers 2`, as real processes, with the fake OpenAI-compatible model (issue 19, goal 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import pytest
+from test_workers import SHAPES, serve, stop, worker_pids
+
+from gym_grpc._proto.gym.v1 import rollout_pb2
+from gym_grpc.client import GymClient
+from gym_grpc.client.stream import (
+    Dropped,
+    GroupDelivered,
+    Rejected,
+    RolloutStream,
+    StreamHeartbeat,
+    StreamOptions,
+    StreamSummary,
+)
+from gym_grpc.collect import ids
+from gym_grpc.protocol import convert
+from gym_grpc.protocol.rollouts import Sampling
+from gym_grpc.testing.model_server import ModelServer
+
+AGENT = "weather_simple_agent"
+
+
+def row(text: str) -> dict[str, Any]:
+    return {"responses_create_params": {"input": [{"role": "user", "content": text}]}}
+
+
+def group_id(task: dict[str, Any], index: int) -> str:
+    """The group id one process gives the `index`-th task a stream starts."""
+    return ids.group_id(AGENT, ids.task_digest(convert.task_from_json(task, "task")), index, Sampling())
+
+
+async def until(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def collect(stream: RolloutStream, stop: Callable[[list[Any]], bool]) -> list[Any]:
+    """Messages (heartbeats left out) until `stop(messages)` holds or the stream ends."""
+    out: list[Any] = []
+    async for message in stream:
+        if isinstance(message, StreamHeartbeat):
+            continue
+        out.append(message)
+        if stop(out):
+            break
+    return out
+
+
+def groups(messages: list[Any]) -> list[GroupDelivered]:
+    return [m for m in messages if isinstance(m, GroupDelivered)]
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ModelServer]:
+    server = await ModelServer().start()
+    yield server
+    await server.stop()
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_credits_bound_the_groups_cancel_returns_them_and_groups_arrive_whole(
+    model: ModelServer, workers: int
+) -> None:
+    proc, target = await serve(model.base_url, workers)
+    tasks = {"h0": row("Weather in Oslo? [hang]"), "h1": row("Weather in Rome? [hang]")}
+    tasks |= {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(4)}
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=3)) as stream:
+            await stream.add_tasks(tasks)
+            await stream.grant(2)
+            async for beat in stream:  # the two granted groups hang in their first model call; nothing else starts
+                if isinstance(beat, StreamHeartbeat) and model.script.in_flight == 6:
+                    break
+            assert isinstance(beat, StreamHeartbeat) and model.script.in_flight == 6
+            assert (beat.groups_running, beat.credits_available, beat.queued_tasks) == (2, 0, 4)
+            await stream.cancel(["h0", "h1"])  # their credits come back and start t0, t1
+            got = await collect(stream, lambda m: len(groups(m)) == 2)
+            await until(lambda: model.script.cancelled == 6, "the hanging model calls to be cancelled")
+            await stream.grant(2)
+            got += await collect(stream, lambda m: len(groups(m)) == 2)
+            await stream.finish()
+            got += await collect(stream, lambda m: False)
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    dropped = [m for m in got if isinstance(m, Dropped)]
+    assert sorted((d.task_key, d.reason, d.credit_returned) for d in dropped) == [
+        ("h0", "cancelled", 1),
+        ("h1", "cancelled", 1),
+    ]
+    assert {d.group_id for d in dropped} == {group_id(tasks["h0"], 0), group_id(tasks["h1"], 1)}
+    delivered = groups(got)
+    assert sorted(g.task_key for g in delivered) == ["t0", "t1", "t2", "t3"]
+    for group in delivered:  # whole groups, with the ids one process gives (t_i was the (i+2)-th task started)
+        index = int(group.task_key[1]) + 2
+        assert group.group_id == group_id(tasks[group.task_key], index)
+        assert [r.rollout_index for r in group.rollouts] == [0, 1, 2]
+        assert [r.rollout_id for r in group.rollouts] == [ids.rollout_id(group.group_id, i) for i in range(3)]
+        assert {(r.task_key, r.task_index, r.reward) for r in group.rollouts} == {(group.task_key, index, 1.0)}
+    summary = got[-1]
+    assert isinstance(summary, StreamSummary)
+    assert (summary.groups_delivered, summary.groups_dropped, summary.succeeded, summary.failed) == (4, 2, 12, 0)
+    assert summary.tasks_not_started == 0 and summary.peak_groups_running == 2
+    assert summary.metrics["reward"].count == 12 and summary.metrics["pass@3"].count == 4
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_a_policy_version_stamps_what_starts_after_it_and_a_bad_route_is_an_error(
+    model: ModelServer, workers: int
+) -> None:
+    proc, target = await serve(model.base_url, workers)
+    options = StreamOptions(AGENT, num_repeats=2, policy_version=0)
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(options) as stream:
+            await stream.add_tasks({"a": row("Weather in Oslo?"), "b": row("Weather in Lima?")})  # message 1
+            await stream.grant(1)  # 2
+            got = await collect(stream, lambda m: len(groups(m)) == 1)
+            await stream.set_policy_version(1)  # 3: every worker gets it (with 2 workers, b runs on the other one)
+            await stream.grant(1)  # 4
+            got += await collect(stream, lambda m: len(groups(m)) == 1)
+            await stream.set_policy_version(2, model_endpoints=["ftp://nowhere"])  # 5: every worker rejects it
+            await stream.finish()
+            got += await collect(stream, lambda m: False)
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    first, second = groups(got)
+    assert [(r.min_policy_version, r.max_policy_version) for r in first.rollouts] == [(0, 0), (0, 0)]
+    assert [(r.min_policy_version, r.max_policy_version) for r in second.rollouts] == [(1, 1), (1, 1)]
+    (rejected,) = [m for m in got if isinstance(m, Rejected)]  # once, however many workers rejected it
+    assert rejected.message_index == 5 and rejected.fields == ["policy.model_endpoints"]
+    assert isinstance(got[-1], StreamSummary) and got[-1].groups_delivered == 2
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_bad_messages_are_rejected_by_field_and_the_stream_goes_on(model: ModelServer, workers: int) -> None:
+    proc, target = await serve(model.base_url, workers)
+    options = StreamOptions(AGENT, num_repeats=1, policy_version=5)
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(options) as stream:
+            await stream.add_tasks({"a": row("Weather in Oslo?")})
+            await stream.add_tasks({"a": row("Weather in Lima?")})  # duplicate key
+            await stream.set_policy_version(4)  # backwards
+            await stream._call.write(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=-3)))
+            await stream._call.write(rollout_pb2.StreamRolloutsRequest(open=rollout_pb2.StreamOpen(agent=AGENT)))
+            bad = rollout_pb2.StreamRolloutsRequest()
+            bad.tasks.tasks.add(task_key="x").task.row_json = '{"responses_create_params": {"input": 3}}'
+            await stream._call.write(bad)
+            await stream._call.write(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=2**30)))
+            await stream.cancel(["nope"])
+            await stream.grant(1)
+            await stream.finish()
+            got = await collect(stream, lambda m: False)
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    rejected = [m for m in got if isinstance(m, Rejected)]
+    assert [r.message_index for r in rejected] == [2, 3, 4, 5, 6, 7, 8]
+    assert [r.fields[0] for r in rejected[:4]] == ["tasks.tasks[0].task_key", "policy.version", "credit.groups", "open"]
+    assert rejected[3].code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert rejected[4].fields[0].startswith("tasks.tasks[0].task.responses_create_params.input")
+    assert [r.fields for r in rejected[5:]] == [["credit.groups"], ["cancel.task_keys[0]"]]
+    (group,) = groups(got)  # the stream went on: the one good task ran with the one good credit
+    assert group.task_key == "a" and group.rollouts[0].reward == 1.0
+
+
+async def test_a_worker_killed_mid_stream_has_its_groups_run_elsewhere(model: ModelServer) -> None:
+    """kill -9 one of two workers once a group arrived: the groups it was running start on the other, each group
+    arrives once, whole, with the ids one process gives."""
+    model.script.latency = 0.05
+    proc, target = await serve(model.base_url, 2)
+    workers = worker_pids(proc.pid)
+    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=4)) as stream:
+            await stream.add_tasks(tasks)
+            await stream.grant(8)
+            got = await collect(stream, lambda m: len(groups(m)) == 1)
+            os.kill(workers[0], signal.SIGKILL)  # each worker was dealt 4 groups; at most 1 is done
+            got += await collect(stream, lambda m: len(groups(m)) == 7)
+            await stream.finish()
+            got += await collect(stream, lambda m: False)
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    delivered = groups(got)
+    assert sorted(g.task_key for g in delivered) == sorted(tasks)
+    for group in delivered:
+        assert group.group_id == group_id(tasks[group.task_key], int(group.task_key[1]))
+        assert [r.rollout_index for r in group.rollouts] == [0, 1, 2, 3] and all(r.reward for r in group.rollouts)
+    summary = got[-1]
+    assert isinstance(summary, StreamSummary) and (summary.groups_delivered, summary.succeeded) == (8, 32)
+
+
+async def test_a_resume_token_is_refused_through_the_front(model: ModelServer) -> None:
+    proc, target = await serve(model.base_url, 2)
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            from gym_grpc.protocol import stubs
+
+            call = stubs.rollout_stub(channel).StreamRollouts()
+            await call.write(rollout_pb2.StreamRolloutsRequest(open=rollout_pb2.StreamOpen(resume_token="t")))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call.read()
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "open.resume_token" in (refused.value.details() or "")
