@@ -227,3 +227,31 @@ async def test_a_resume_token_is_refused_through_the_front(model: ModelServer) -
             proc.kill()
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "open.resume_token" in (refused.value.details() or "")
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_sigterm_delivers_the_running_groups_then_ends_draining(model: ModelServer, workers: int) -> None:
+    model.script.latency = 0.1
+    proc, target = await serve(model.base_url, workers)
+    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(6)}
+    got: list[Any] = []
+
+    async def read(stream: RolloutStream) -> None:
+        async for message in stream:
+            got.append(message)
+            if len(groups(got)) == 1 and isinstance(message, GroupDelivered):
+                proc.send_signal(signal.SIGTERM)
+
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=2)) as stream:
+            await stream.add_tasks(tasks)
+            await stream.grant(2)
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await read(stream)
+        code = await asyncio.wait_for(proc.wait(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "draining" in (ended.value.details() or "")
+    delivered = groups(got)  # both granted groups were running: both arrive, whole; nothing else starts
+    assert len(delivered) == 2 and all(len(g.rollouts) == 2 for g in delivered) and code == 0

@@ -129,7 +129,7 @@ async def serve_workers(
         server = grpc.aio.server(interceptors=interceptors, options=_channel_options(config))
         channels = [grpc.aio.insecure_channel(t, options=_channel_options(config)) for t in pool.targets]
         collect = CollectFront(config, pool.targets, channels, draining, pool.alive)
-        stream = StreamFront(config, channels, draining, pool.alive)
+        stream = StreamFront(config, pool.targets, channels, draining, pool.alive)
         methods = {"CollectRollouts": collect.CollectRollouts, "StreamRollouts": stream.StreamRollouts}
         servicer = type("Front", (rollout_pb2_grpc.RolloutServiceServicer,), methods)
         rollout_pb2_grpc.add_RolloutServiceServicer_to_server(servicer(), server)

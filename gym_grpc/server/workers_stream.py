@@ -8,8 +8,9 @@ the trainer's again; the next task dealt there uses it. `max_groups_running` is 
 workers. `policy` goes to every worker; `cancel` to the worker that runs the task (a queued task is dropped here).
 The front numbers groups in the order it starts them, as one process does, and rewrites the ids of what the workers
 deliver (`group_id`, `rollout_id`, `task_index`) to the ids one process gives. Heartbeats are the front's own (the
-workers' `rollouts_running` summed); the summary merges the workers'. A worker's `error` about a message the front
-forwarded carries the trainer's message index (reported once, however many workers rejected it).
+workers' `rollouts_running` summed); the summary is the front's tally. A worker's `error` about a message the front
+forwarded carries the trainer's message index (reported once, however many workers rejected it). Drain (SIGTERM):
+the workers deliver what runs and end drained; the front's stream then ends UNAVAILABLE / draining, as one process's.
 
 Not through the front: resume (`open.resume_token` is answered UNIMPLEMENTED, and `opened` carries no token; the
 workers keep nothing for a resume), so acks have nothing to release and are accepted without effect. A worker lost
@@ -51,11 +52,13 @@ class StreamFront:
     def __init__(
         self,
         config: GymConfig,
+        targets: Sequence[str],
         channels: Sequence[grpc.aio.Channel],
         draining: asyncio.Event,
         alive: Callable[[int], bool] = lambda _: True,
     ) -> None:
         self.config = config
+        self.targets = list(targets)
         self.channels = list(channels)
         self.draining = draining
         self.alive = alive
@@ -89,7 +92,7 @@ class StreamFront:
 class _Session(StreamState):
     def __init__(self, front: StreamFront, options: streams.StreamOptions, live: list[int]) -> None:
         workers = {w: Worker(stubs.rollout_stub(front.channels[w]).StreamRollouts()) for w in live}
-        super().__init__(front.config, front.draining, options, workers)
+        super().__init__(front.config, front.draining, options, workers, front.targets)
         self.encoder = streams.ServerEncoder(options.view)
         self.tasks: list[asyncio.Task[None]] = []
 

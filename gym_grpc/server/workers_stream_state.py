@@ -53,9 +53,15 @@ class StreamState:
     """What one trainer stream is at the front: the queue, credits, groups running (by task key) and workers."""
 
     def __init__(
-        self, config: GymConfig, draining: asyncio.Event, options: streams.StreamOptions, workers: dict[int, Worker]
+        self,
+        config: GymConfig,
+        draining: asyncio.Event,
+        options: streams.StreamOptions,
+        workers: dict[int, Worker],
+        names: list[str],
     ) -> None:
         self.config = config
+        self.names = names  # the workers' addresses
         self.draining = draining
         self.options = options
         self.workers = workers
@@ -237,17 +243,17 @@ class StreamState:
         worker = self.workers.pop(w)
         self.lost.append(w)
         log.warning(
-            "stream worker %d lost (%s: %s): starting its %d running groups on the others",
-            w, error.code().name, error.details(), sum(r.worker == w for r in self.running.values()),
+            "stream worker %s lost (%s: %s): starting its %d running groups on the others",
+            self.names[w], error.code().name, error.details(), sum(r.worker == w for r in self.running.values()),
         )  # fmt: skip
         self.restarted_lost += worker.restarted
         for running in [r for r in self.running.values() if r.worker == w]:
             self.requeued.append(self.running.pop(running.key))
         self.credits += worker.spare
-        if not self.workers and (self.running or self.queue):
-            names = ", ".join(str(i) for i in self.lost)
+        if not self.workers:
+            names = ", ".join(self.names[i] for i in self.lost)
             raise WorkerLostError(
-                f"every worker was lost (workers {names}; last: {error.code().name}: {error.details()}); "
+                f"every worker was lost ({names}; last: {error.code().name}: {error.details()}); "
                 "open a new stream and send the tasks not yet delivered"
             )
         self._admit()
