@@ -25,7 +25,7 @@ from gym_grpc.client.stream import (
     StreamSummary,
 )
 from gym_grpc.collect import ids
-from gym_grpc.protocol import convert
+from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.rollouts import Sampling
 from gym_grpc.testing.model_server import ModelServer
 
@@ -38,7 +38,7 @@ def row(text: str) -> dict[str, Any]:
 
 def group_id(task: dict[str, Any], index: int) -> str:
     """The group id one process gives the `index`-th task a stream starts."""
-    return ids.group_id(AGENT, ids.task_digest(convert.task_from_json(task, "task")), index, Sampling())
+    return ids.group_id(AGENT, ids.task_digest(task_codec.task_from_json(task, "task")), index, Sampling())
 
 
 async def until(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -> None:

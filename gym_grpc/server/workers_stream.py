@@ -38,6 +38,7 @@ from gym_grpc.errors import (
     ServerDrainingError,
 )
 from gym_grpc.protocol import streams, stubs
+from gym_grpc.protocol.codec import stream as stream_codec
 from gym_grpc.server.status import Undecodable, status_proto, streaming
 from gym_grpc.server.workers_collect import WorkerLostError, is_drain
 from gym_grpc.server.workers_stream_state import END, StreamState, Worker
@@ -69,7 +70,7 @@ class StreamFront:
         first = await anext(requests, None)
         if first is None or isinstance(first, Undecodable) or first.WhichOneof("message") != "open":
             raise FailedPreconditionError.field("open", "the first message of a stream must be `open`")
-        options = streams.trainer_message_from_proto(first)
+        options = stream_codec.trainer_message_from_proto(first)
         assert isinstance(options, streams.StreamOptions)
         if options.resume_token:
             why = "resuming a stream is not supported by `serve --workers` (open a new stream)"
@@ -93,7 +94,7 @@ class _Session(StreamState):
     def __init__(self, front: StreamFront, options: streams.StreamOptions, live: list[int]) -> None:
         workers = {w: Worker(stubs.rollout_stub(front.channels[w]).StreamRollouts()) for w in live}
         super().__init__(front.config, front.draining, options, workers, front.targets)
-        self.encoder = streams.ServerEncoder(options.view)
+        self.encoder = stream_codec.ServerEncoder(options.view)
         self.tasks: list[asyncio.Task[None]] = []
 
     async def _read_trainer(self, requests: AsyncIterator[Any]) -> None:
@@ -103,7 +104,7 @@ class _Session(StreamState):
             try:
                 if isinstance(raw, Undecodable):
                     raise InvalidArgumentError(f"the message is not a StreamRolloutsRequest: {raw.error}")
-                self.apply(index, streams.trainer_message_from_proto(raw))
+                self.apply(index, stream_codec.trainer_message_from_proto(raw))
             except GymError as exc:
                 self.reject(index, exc)
         self.finishing = True
@@ -135,7 +136,7 @@ class _Session(StreamState):
     async def run(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         opened = replace(self.options, max_groups_running=0)
         for w, worker in self.workers.items():
-            worker.outbox.put_nowait(streams.trainer_message_to_proto(opened))
+            worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(opened))
             self.tasks += [
                 asyncio.create_task(self._write(worker)),
                 asyncio.create_task(self._read_worker(w, worker.call)),

@@ -19,6 +19,7 @@ from gym_grpc.collect.stream import MAX_CREDITS
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import FailedPreconditionError, GymError, InvalidArgumentError
 from gym_grpc.protocol import streams
+from gym_grpc.protocol.codec import stream as stream_codec
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.server.workers_collect import WorkerLostError, metrics_of
 
@@ -143,7 +144,7 @@ class StreamState:
         worker.origin[worker.sent] = index
         if len(worker.origin) > 100_000:
             del worker.origin[next(iter(worker.origin))]  # long answered
-        worker.outbox.put_nowait(streams.trainer_message_to_proto(message))
+        worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(message))
 
     def _admit(self) -> None:
         cap = self.options.max_groups_running
