@@ -1,5 +1,6 @@
 """`gym-grpc serve --workers N` against one process, with a CPU-heavy verifier (bench/cpu_env.py): rollouts/s of
-`gym-grpc collect` and the memory of the server processes (front + workers).
+`gym-grpc collect` (CollectRollouts), of a StreamRollouts trainer (groups of 1, `--concurrency` credits kept
+outstanding, one more per delivered group, each group acked), and the memory of the server processes (front + workers).
 
     .venv/bin/python bench/workers.py [--workers 1 2] [--rows 400] [--out bench/results]
 
@@ -9,6 +10,7 @@ Each shape is started and stopped here; the fake model (gym_grpc.testing.model_s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -21,10 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from procs import ROOT, Proc, free_port, rss_mb, start_model_server
+from procs import ROOT, Proc, cpu_seconds, free_port, rss_mb, start_model_server
 from user_path import run_collect, write_rows
 
 from gym_grpc.cli.demo import wait_healthy
+from gym_grpc.client import GymClient
+from gym_grpc.client.stream import StreamOptions
+from gym_grpc.protocol.task_file import read_tasks
 
 
 def children(pid: int) -> list[int]:
@@ -33,6 +38,29 @@ def children(pid: int) -> list[int]:
         text = (task / "children").read_text().split()
         out += [int(c) for c in text]
     return out
+
+
+async def run_stream(target: str, rows: Path, credits: int) -> int:
+    """A trainer that reads the messages as protos (no decoding) and grants one credit per delivered group."""
+    tasks = read_tasks(rows)
+    count = 0
+    options = StreamOptions(agent="weather_simple_agent", num_repeats=1, delivery="group")
+    async with GymClient(target) as client, client.stream_rollouts(options) as stream:
+        await stream.add_tasks({str(i): t for i, t in enumerate(tasks)})
+        await stream.grant(min(credits, len(tasks)))
+        granted = min(credits, len(tasks))
+        async for message in stream.raw():
+            if message.WhichOneof("message") == "group":
+                count += len(message.group.rollouts)
+                await stream.ack([message.group.group_id])
+                if granted < len(tasks):
+                    await stream.grant(1)
+                    granted += 1
+                if count == len(tasks):
+                    await stream.finish()
+            elif message.WhichOneof("message") == "error":
+                raise RuntimeError(message.error.status.message)
+    return count
 
 
 def measure(workers: int, rows: int, concurrency: int) -> dict[str, Any]:
@@ -53,16 +81,27 @@ def measure(workers: int, rows: int, concurrency: int) -> dict[str, Any]:
             data = Path(tmp) / "rows.jsonl"
             write_rows(data, rows)
             run_collect(target, data, Path(tmp) / "warm.jsonl", concurrency, limit=20)
+            pids = [server.pid, *children(server.pid)]
+            cpu0 = [cpu_seconds(p) for p in pids]
             t0 = time.perf_counter()
             got = run_collect(target, data, Path(tmp) / "out.jsonl", concurrency)
             wall = time.perf_counter() - t0
             count = sum(1 for _ in (Path(tmp) / "out.jsonl").open())
-        pids = [server.pid, *children(server.pid)]
+            t0 = time.perf_counter()
+            streamed = asyncio.run(run_stream(target, data, concurrency))
+            stream_wall = time.perf_counter() - t0
+            cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+        done = count + streamed
         row = {
             "workers": workers,
             "rollouts": count,
             "seconds": round(wall, 2),
             "rollouts_per_s": round(count / got["wall"], 1),
+            "stream_rollouts": streamed,
+            "stream_seconds": round(stream_wall, 2),
+            "stream_rollouts_per_s": round(streamed / stream_wall, 1),
+            "cpu_ms_per_rollout_front": round(1e3 * cpu[0] / done, 2),  # the server itself when workers == 1
+            "cpu_ms_per_rollout_workers": round(1e3 * sum(cpu[1:]) / done, 2) if workers > 1 else None,
             "rss_mb_front": round(rss_mb(server.pid), 1),
             "rss_mb_per_worker": [round(rss_mb(p), 1) for p in pids[1:]] if workers > 1 else [],
         }
