@@ -19,6 +19,7 @@ from gym_grpc.client.stream import (
     Dropped,
     GroupDelivered,
     Rejected,
+    RolloutDelivered,
     RolloutStream,
     StreamHeartbeat,
     StreamOptions,
@@ -255,3 +256,46 @@ async def test_sigterm_delivers_the_running_groups_then_ends_draining(model: Mod
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "draining" in (ended.value.details() or "")
     delivered = groups(got)  # both granted groups were running: both arrive, whole; nothing else starts
     assert len(delivered) == 2 and all(len(g.rollouts) == 2 for g in delivered) and code == 0
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_rollout_delivery_sends_each_rollout_once_with_one_process_ids(model: ModelServer, workers: int) -> None:
+    proc, target = await serve(model.base_url, workers)
+    tasks = {"a": row("Weather in Oslo?"), "b": row("Weather in Lima?"), "c": row("Weather in Pune?")}
+    options = StreamOptions(AGENT, num_repeats=2, delivery="rollout")
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(options) as stream:
+            await stream.add_tasks(tasks)
+            await stream.grant(3)
+            await stream.finish()
+            got = await collect(stream, lambda m: False)
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    rollouts = [m.rollout for m in got if isinstance(m, RolloutDelivered)]
+    index = {"a": 0, "b": 1, "c": 2}
+    assert sorted((r.task_key, r.rollout_index) for r in rollouts) == [(k, i) for k in "abc" for i in (0, 1)]
+    for r in rollouts:
+        n = index[r.task_key]
+        gid = group_id(tasks[r.task_key], n)
+        assert (r.group_id, r.rollout_id, r.task_index) == (gid, ids.rollout_id(gid, r.rollout_index), n)
+    summary = got[-1]
+    assert isinstance(summary, StreamSummary) and (summary.groups_delivered, summary.succeeded) == (3, 6)
+
+
+async def test_a_trainer_that_goes_away_cancels_the_workers_model_calls(model: ModelServer) -> None:
+    """No resume through the front: the workers' groups are cancelled at once (one process keeps them for a resume)."""
+    proc, target = await serve(model.base_url, 2)
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=3)) as stream:
+            await stream.add_tasks({"h0": row("Weather in Oslo? [hang]"), "h1": row("Weather in Rome? [hang]")})
+            await stream.grant(2)
+            await until(lambda: model.script.in_flight == 6, "both groups waiting on the model")
+            stream.abort()
+        await until(lambda: model.script.cancelled == 6, "the model calls to be cancelled")
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert model.script.in_flight == 0
