@@ -87,11 +87,13 @@ def measure(workers: int, rows: int, concurrency: int) -> dict[str, Any]:
             got = run_collect(target, data, Path(tmp) / "out.jsonl", concurrency)
             wall = time.perf_counter() - t0
             count = sum(1 for _ in (Path(tmp) / "out.jsonl").open())
+            cpu1 = [cpu_seconds(p) for p in pids]
             t0 = time.perf_counter()
             streamed = asyncio.run(run_stream(target, data, concurrency))
             stream_wall = time.perf_counter() - t0
-            cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
-        done = count + streamed
+            cpu2 = [cpu_seconds(p) for p in pids]
+        collect_cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+        stream_cpu = [b - a for a, b in zip(cpu1, cpu2, strict=True)]
         row = {
             "workers": workers,
             "rollouts": count,
@@ -100,8 +102,11 @@ def measure(workers: int, rows: int, concurrency: int) -> dict[str, Any]:
             "stream_rollouts": streamed,
             "stream_seconds": round(stream_wall, 2),
             "stream_rollouts_per_s": round(streamed / stream_wall, 1),
-            "cpu_ms_per_rollout_front": round(1e3 * cpu[0] / done, 2),  # the server itself when workers == 1
-            "cpu_ms_per_rollout_workers": round(1e3 * sum(cpu[1:]) / done, 2) if workers > 1 else None,
+            # CPU per rollout of the front (the server itself when workers == 1) and of the workers, per RPC
+            "collect_cpu_ms_front": round(1e3 * collect_cpu[0] / count, 2),
+            "collect_cpu_ms_workers": round(1e3 * sum(collect_cpu[1:]) / count, 2) if workers > 1 else None,
+            "stream_cpu_ms_front": round(1e3 * stream_cpu[0] / streamed, 2),
+            "stream_cpu_ms_workers": round(1e3 * sum(stream_cpu[1:]) / streamed, 2) if workers > 1 else None,
             "rss_mb_front": round(rss_mb(server.pid), 1),
             "rss_mb_per_worker": [round(rss_mb(p), 1) for p in pids[1:]] if workers > 1 else [],
         }
