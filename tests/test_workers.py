@@ -17,6 +17,7 @@ from conftest import DATA, ROOT
 
 from gym_grpc.cli.demo import free_port, wait_healthy
 from gym_grpc.client import CollectionRequest, Finished, GroupDone, GymClient, Started, Summary
+from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.task_file import read_tasks
 from gym_grpc.testing.model_server import ModelServer
 
@@ -243,3 +244,24 @@ async def test_losing_every_worker_ends_the_stream_naming_them(model: ModelServe
     details = ended.value.details() or ""
     assert "every worker was lost" in details and details.count("127.0.0.1:") == 2
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "worker" in (refused.value.details() or "")
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_a_request_a_worker_refuses_ends_with_its_status_not_a_loss(model: ModelServer, workers: int) -> None:
+    """A row naming an unknown agent is refused by the worker (INVALID_ARGUMENT naming the row), as by one process."""
+    proc, target = await serve(model.base_url, workers)
+    tasks = read_tasks(DATA / "weather_queries.jsonl")
+    bad = Task.model_validate({**tasks[1].to_json(), "agent_ref": {"name": "ghost"}})
+    try:
+        async with GymClient(target) as client:
+            request = CollectionRequest(agent=AGENT, tasks=[tasks[0], bad, tasks[2]], num_repeats=2)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                _ = [e async for e in client.collect_rollouts(request)]
+            again = [e async for e in client.collect_rollouts(CollectionRequest(agent=AGENT, tasks=tasks[:2]))]
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tasks[1].agent_ref.name" in (refused.value.details() or "")
+    assert isinstance(again[-1], Summary) and again[-1].succeeded == 2  # no worker was taken for lost

@@ -10,7 +10,8 @@ workers: a group none of whose rollouts arrived is re-run whole; a group with so
 missing rollout ids only (`exclude_rollout_ids`, exactly as a resume), so the survivor's `group_complete` for it is
 `partial`, as a resume's is; a group whose rollouts all arrived before its `group_complete` gets one from the front.
 Every rollout reaches the trainer exactly once. Only when no worker is left does the stream end with UNAVAILABLE
-(WORKER_LOST) naming the lost workers.
+(WORKER_LOST) naming the lost workers. A worker that refuses the request itself (INVALID_ARGUMENT, NOT_FOUND, ...) is
+not lost: the front's call ends with that status, as one process's would.
 """
 
 from __future__ import annotations
@@ -48,8 +49,35 @@ class WorkerLostError(GymError):
     reason = "WORKER_LOST"
 
 
+_LOSS = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
 def is_drain(error: grpc.aio.AioRpcError) -> bool:
     return error.code() == grpc.StatusCode.UNAVAILABLE and "DRAIN" in (error.details() or "").upper()
+
+
+class WorkerAnswerError(Exception):
+    """A worker refused the request itself (INVALID_ARGUMENT, NOT_FOUND, ...): not a loss; the front's call ends with
+    the worker's status, as one process's would."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.error = error
+
+    @staticmethod
+    def check(error: grpc.aio.AioRpcError) -> None:
+        if error.code() not in _LOSS:
+            raise WorkerAnswerError(error)
+
+    async def abort(self, context: Any) -> None:
+        metadata = tuple(self.error.trailing_metadata() or ())
+        await context.abort(self.error.code(), self.error.details() or "", metadata)
 
 
 @dataclass
@@ -129,8 +157,11 @@ class CollectFront:
         live = self.live_workers()
         if not live:
             raise WorkerLostError("no worker process is running: restart the server")
-        async for event in _Collection(self, plan, live).events():
-            yield event
+        try:
+            async for event in _Collection(self, plan, live).events():
+                yield event
+        except WorkerAnswerError as answer:
+            await answer.abort(context)
 
 
 class _Collection:
@@ -258,6 +289,7 @@ class _Collection:
                     elif self.front.draining.is_set() or is_drain(item):
                         del self.readers[key]  # the others deliver what they have in flight; the stream ends drained
                     else:
+                        WorkerAnswerError.check(item)
                         for event in self._lost(key, item):
                             yield event
                     continue

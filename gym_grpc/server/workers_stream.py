@@ -40,7 +40,7 @@ from gym_grpc.errors import (
 from gym_grpc.protocol import streams, stubs
 from gym_grpc.protocol.codec import stream as stream_codec
 from gym_grpc.server.status import Undecodable, status_proto, streaming
-from gym_grpc.server.workers_collect import WorkerLostError, is_drain
+from gym_grpc.server.workers_collect import WorkerAnswerError, WorkerLostError, is_drain
 from gym_grpc.server.workers_stream_state import END, StreamState, Worker
 
 
@@ -86,8 +86,11 @@ class StreamFront:
         if not live:
             raise WorkerLostError("no worker process is running: restart the server")
         session = _Session(self, options, live)
-        async for message in session.run(requests):
-            yield message
+        try:
+            async for message in session.run(requests):
+                yield message
+        except WorkerAnswerError as answer:
+            await answer.abort(context)
 
 
 class _Session(StreamState):
@@ -159,6 +162,7 @@ class _Session(StreamState):
                 elif item is None or isinstance(item, BaseException):
                     open_workers.discard(w)
                     if isinstance(item, grpc.aio.AioRpcError) and not (self.draining.is_set() or is_drain(item)):
+                        WorkerAnswerError.check(item)
                         self.lost_worker(w, item)
                     elif item is not None and not isinstance(item, grpc.aio.AioRpcError):
                         raise item
