@@ -26,12 +26,13 @@ AGENT = "weather_simple_agent"
 SHAPES = [1, 2]
 
 
-async def serve(base_url: str, workers: int) -> tuple[asyncio.subprocess.Process, str]:
+async def serve(base_url: str, workers: int, *sets: str) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     model = f"models.policy_model={{type: openai_responses, base_url: '{base_url}', api_key_env: null}}"
     proc = await asyncio.create_subprocess_exec(
         *CLI, "--log-level", "WARNING", "serve", "--config", "configs/weather.yaml", "--port", str(port),
-        "--set", model, "--set", "server.heartbeat_interval=0.3", "--workers", str(workers), cwd=ROOT,
+        "--set", model, "--set", "server.heartbeat_interval=0.3", "--workers", str(workers),
+        *(a for one in sets for a in ("--set", one)), cwd=ROOT,
     )  # fmt: skip
     target = f"127.0.0.1:{port}"
     await asyncio.to_thread(wait_healthy, target, lambda: proc.returncode, 120)

@@ -26,6 +26,7 @@ from gym_grpc.client.stream import (
     StreamSummary,
 )
 from gym_grpc.collect import ids
+from gym_grpc.protocol import stubs
 from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.rollouts import Sampling
 from gym_grpc.testing.model_server import ModelServer
@@ -212,12 +213,11 @@ async def test_a_worker_killed_mid_stream_has_its_groups_run_elsewhere(model: Mo
     assert isinstance(summary, StreamSummary) and (summary.groups_delivered, summary.succeeded) == (8, 32)
 
 
-async def test_a_resume_token_is_refused_through_the_front(model: ModelServer) -> None:
-    proc, target = await serve(model.base_url, 2)
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_an_unknown_resume_token_is_not_found(model: ModelServer, workers: int) -> None:
+    proc, target = await serve(model.base_url, workers)
     try:
         async with grpc.aio.insecure_channel(target) as channel:
-            from gym_grpc.protocol import stubs
-
             call = stubs.rollout_stub(channel).StreamRollouts()
             await call.write(rollout_pb2.StreamRolloutsRequest(open=rollout_pb2.StreamOpen(resume_token="t")))
             with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -226,8 +226,45 @@ async def test_a_resume_token_is_refused_through_the_front(model: ModelServer) -
     finally:
         if proc.returncode is None:
             proc.kill()
-    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert "open.resume_token" in (refused.value.details() or "")
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_ack_and_resume_after_a_client_kill_reruns_nothing(model: ModelServer, workers: int) -> None:
+    """The trainer dies after acking 2 of the groups it got; it resumes with its token: every group arrives, an
+    acked one never again, and no rollout ran twice (2 model calls per rollout)."""
+    proc, target = await serve(model.base_url, workers, "server.stream_resume_seconds=60")
+    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
+    seen: list[GroupDelivered] = []
+    try:
+        async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=2)) as stream:
+            token = stream.resume_token
+            await stream.add_tasks(tasks)
+            await stream.grant(8)
+            async for message in stream:
+                if isinstance(message, GroupDelivered):
+                    seen.append(message)
+                    if len(seen) == 3:
+                        await stream.ack([g.group_id for g in seen[:2]])
+                elif isinstance(message, StreamHeartbeat) and len(seen) >= 3 and message.unacked == len(seen) - 2:
+                    break  # the acks arrived (the server keeps only the unacked groups)
+            stream.abort()  # the trainer dies
+        acked = {g.task_key for g in seen[:2]}
+        async with GymClient(target) as client, client.stream_rollouts(StreamOptions(resume_token=token)) as stream:
+            assert stream.opened is not None and stream.opened.resumed
+            again = await collect(stream, lambda m: {g.task_key for g in seen + groups(m)} == set(tasks))
+            await stream.finish()
+            again += await collect(stream, lambda m: False)
+        assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    resumed = groups(again)
+    assert not acked & {g.task_key for g in resumed}  # an acked group never comes again
+    assert {g.task_key for g in seen} | {g.task_key for g in resumed} == set(tasks)
+    assert model.script.calls == 8 * 2 * 2  # nothing ran twice
+    assert isinstance(again[-1], StreamSummary)
 
 
 @pytest.mark.parametrize("workers", SHAPES)
@@ -284,9 +321,10 @@ async def test_rollout_delivery_sends_each_rollout_once_with_one_process_ids(mod
     assert isinstance(summary, StreamSummary) and (summary.groups_delivered, summary.succeeded) == (3, 6)
 
 
-async def test_a_trainer_that_goes_away_cancels_the_workers_model_calls(model: ModelServer) -> None:
-    """No resume through the front: the workers' groups are cancelled at once (one process keeps them for a resume)."""
-    proc, target = await serve(model.base_url, 2)
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_a_trainer_that_goes_away_cancels_the_model_calls(model: ModelServer, workers: int) -> None:
+    """With no resume window the running groups are cancelled at once (the workers' model calls too)."""
+    proc, target = await serve(model.base_url, workers, "server.stream_resume_seconds=0")
     try:
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=3)) as stream:
             await stream.add_tasks({"h0": row("Weather in Oslo? [hang]"), "h1": row("Weather in Rome? [hang]")})

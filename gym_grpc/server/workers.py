@@ -18,9 +18,9 @@ the front enforces the configured TLS and tokens). The front serves `RolloutServ
   every rollout once. Only when no worker is left does it end with UNAVAILABLE naming them. A lost worker is not
   restarted: a crash that repeats (out of memory, a bad environment) would only repeat, and the front keeps serving
   on the others; later collections are dealt to the running workers only.
-StreamRollouts goes through the front too (gym_grpc/server/workers_stream.py: the front keeps the task queue and the
-credits and deals each group to the least loaded worker), except resume. The environment, agent and model services
-are not served by the front (UNIMPLEMENTED).
+StreamRollouts goes through the front too (gym_grpc/server/workers_stream.py: the front keeps the task queue, the
+credits and the unacked results for a resume, and deals each group to the least loaded worker). The environment,
+agent and model services are not served by the front (UNIMPLEMENTED).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class WorkerPool:
         self.ports = [free_port() for _ in range(count)]
         self.targets = [f"127.0.0.1:{p}" for p in self.ports]
         own = ["--set", "server.auth=null", "--set", "server.tls=null", "--set", "server.metrics_port=null"]
-        own += ["--set", "server.stream_resume_seconds=0"]  # the front does not resume streams: nothing to keep
+        own += ["--set", "server.stream_resume_seconds=0"]  # the front keeps streams for a resume, not the workers
         sets = [a for o in overrides for a in ("--set", o)]
         cli = [
             sys.executable,
@@ -152,6 +152,7 @@ async def serve_workers(
         await health_servicer.enter_graceful_shutdown()
         pool.signal(signal.SIGTERM)
         await server.stop(config.server.grace_period)
+        await stream.aclose()
         for channel in channels:
             await channel.close()
     finally:

@@ -12,16 +12,21 @@ workers' `rollouts_running` summed); the summary is the front's tally. A worker'
 forwarded carries the trainer's message index (reported once, however many workers rejected it). Drain (SIGTERM):
 the workers deliver what runs and end drained; the front's stream then ends UNAVAILABLE / draining, as one process's.
 
-Not through the front: resume (`open.resume_token` is answered UNIMPLEMENTED, and `opened` carries no token; the
-workers keep nothing for a resume), so acks have nothing to release and are accepted without effect. A worker lost
-mid-stream (not drained) has its running groups started again elsewhere (GROUP delivery: nothing of them was sent;
-ROLLOUT delivery: rollouts already sent are not sent again); the stream ends UNAVAILABLE only when none is left.
+Resume is the front's: results sent to the trainer stay unacked (bounded by `stream_unacked_max` and
+`stream_resume_seconds`) until acked; a trainer whose call was lost re-opens with its resume token and gets them again,
+then the stream goes on, nothing run again. While no trainer is attached the workers' streams stay open (what runs
+finishes and waits at the front) and no new group starts; after `stream_resume_seconds` the front cancels them. A
+worker lost mid-stream (not drained) has its running groups started again elsewhere (GROUP delivery: nothing of them
+was sent; ROLLOUT delivery: rollouts already sent are not sent again); the stream ends UNAVAILABLE only when none is
+left. A worker that refuses the stream itself ends the trainer's call with its status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -31,7 +36,6 @@ import grpc
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import (
     FailedPreconditionError,
-    FieldViolation,
     GymError,
     InvalidArgumentError,
     NotFoundError,
@@ -43,10 +47,7 @@ from gym_grpc.server.status import Undecodable, status_proto, streaming
 from gym_grpc.server.workers_collect import WorkerAnswerError, WorkerLostError, is_drain
 from gym_grpc.server.workers_stream_state import END, StreamState, Worker
 
-
-class UnimplementedError(GymError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-    reason = "UNIMPLEMENTED"
+HALF_CLOSE_GRACE = 0.5  # seconds: how long the end of a trainer's requests waits to be told apart from a lost call
 
 
 class StreamFront:
@@ -63,20 +64,21 @@ class StreamFront:
         self.channels = list(channels)
         self.draining = draining
         self.alive = alive
+        self.sessions: dict[str, _Session] = {}  # by resume token
+        self._expiry: dict[str, asyncio.Task[None]] = {}
 
-    @streaming
-    async def StreamRollouts(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
-        requests = aiter(request_iterator)
-        first = await anext(requests, None)
-        if first is None or isinstance(first, Undecodable) or first.WhichOneof("message") != "open":
-            raise FailedPreconditionError.field("open", "the first message of a stream must be `open`")
-        options = stream_codec.trainer_message_from_proto(first)
-        assert isinstance(options, streams.StreamOptions)
+    def _open(self, options: streams.StreamOptions) -> tuple[_Session, int]:
         if options.resume_token:
-            why = "resuming a stream is not supported by `serve --workers` (open a new stream)"
-            raise UnimplementedError(
-                f"open.resume_token: {why}", violations=(FieldViolation("open.resume_token", why),)
-            )
+            session = self.sessions.get(options.resume_token)
+            if session is None or session.closed:
+                raise NotFoundError(
+                    "open.resume_token: no such stream (it ended, expired, or the server restarted); "
+                    "open a new stream and send the tasks not yet delivered (their ids are deterministic)"
+                )
+            timer = self._expiry.pop(options.resume_token, None)
+            if timer is not None:
+                timer.cancel()
+            return session, session.attach()
         if self.draining.is_set():
             raise ServerDrainingError("the server is draining and takes no new streams")
         if options.agent not in self.config.agents:
@@ -86,11 +88,63 @@ class StreamFront:
         if not live:
             raise WorkerLostError("no worker process is running: restart the server")
         session = _Session(self, options, live)
+        session.start()
+        self.sessions[session.resume_token] = session
+        return session, session.attachment
+
+    @streaming
+    async def StreamRollouts(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or isinstance(first, Undecodable) or first.WhichOneof("message") != "open":
+            raise FailedPreconditionError.field("open", "the first message of a stream must be `open`")
+        options = stream_codec.trainer_message_from_proto(first)
+        assert isinstance(options, streams.StreamOptions)
+        session, attachment = self._open(options)
+        trainer = asyncio.create_task(session.read_trainer(requests, attachment))
+        finished = False
         try:
-            async for message in session.run(requests):
+            async for message in session.messages(attachment):
                 yield message
+            finished = True
         except WorkerAnswerError as answer:
+            finished = True
             await answer.abort(context)
+        except GymError:
+            finished = True
+            raise
+        finally:
+            trainer.cancel()
+            await self._release(session, attachment, finished=finished)
+
+    async def _release(self, session: _Session, attachment: int, *, finished: bool) -> None:
+        """The call that owned `attachment` ended: a finished stream is closed; otherwise it waits
+        `stream_resume_seconds` for a resume (no new group starts meanwhile). A replaced call changes nothing."""
+        if attachment != session.attachment:
+            return
+        seconds = self.config.server.stream_resume_seconds
+        if finished or seconds <= 0:
+            self.sessions.pop(session.resume_token, None)
+            await session.close()
+            return
+        session.attached = False
+        self._expiry[session.resume_token] = asyncio.create_task(self._expire(session, seconds))
+
+    async def _expire(self, session: _Session, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not session.attached:
+            self.sessions.pop(session.resume_token, None)
+            self._expiry.pop(session.resume_token, None)
+            await session.close()
+
+    async def aclose(self) -> None:
+        timers = list(self._expiry.values())
+        for timer in timers:
+            timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
+        for session in list(self.sessions.values()):
+            await session.close()
+        self.sessions.clear()
 
 
 class _Session(StreamState):
@@ -98,11 +152,39 @@ class _Session(StreamState):
         workers = {w: Worker(stubs.rollout_stub(front.channels[w]).StreamRollouts()) for w in live}
         super().__init__(front.config, front.draining, options, workers, front.targets)
         self.encoder = stream_codec.ServerEncoder(options.view)
+        self.stream_id = "s-" + secrets.token_hex(8)
+        self.resume_token = secrets.token_urlsafe(24)
+        self.attachment = 1  # which trainer call owns the stream: a resume takes it over
+        self.closed = False
+        self.resend: deque[Any] = deque()  # a resume's unacked results, sent first
+        self.open_workers = set(workers)
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def _read_trainer(self, requests: AsyncIterator[Any]) -> None:
+    def start(self) -> None:
+        opened = replace(self.options, max_groups_running=0)
+        for w, worker in self.workers.items():
+            worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(opened))
+            self.tasks.append(asyncio.create_task(self._write(worker)))
+            self.tasks.append(asyncio.create_task(self._read_worker(w, worker.call)))
+
+    def attach(self) -> int:
+        """A trainer re-attached: the unacked results go out again first, then the stream goes on."""
+        self.attachment += 1
+        self.attached, self.paused = True, False
+        self.evict(time.monotonic())
+        self.resend = deque(m for _, m in self.unacked.values())
+        self.unacked.clear()
+        self._admit()
+        self.wake.set()
+        return self.attachment
+
+    async def read_trainer(self, requests: AsyncIterator[Any], attachment: int) -> None:
+        """Apply the trainer's messages; the end of its requests finishes the stream when it is a half-close, not
+        when the call was lost (the trainer may resume) or replaced by a resume."""
         index = 0
         async for raw in requests:
+            if attachment != self.attachment:
+                return
             index += 1
             try:
                 if isinstance(raw, Undecodable):
@@ -110,9 +192,12 @@ class _Session(StreamState):
                 self.apply(index, stream_codec.trainer_message_from_proto(raw))
             except GymError as exc:
                 self.reject(index, exc)
-        self.finishing = True
-        for worker in self.workers.values():
-            worker.outbox.put_nowait(END)
+        self.paused = True
+        await asyncio.sleep(HALF_CLOSE_GRACE)
+        if attachment == self.attachment:
+            self.finishing = True
+            for worker in self.workers.values():
+                worker.outbox.put_nowait(END)
 
     async def _write(self, worker: Worker) -> None:
         try:
@@ -128,58 +213,71 @@ class _Session(StreamState):
     async def _read_worker(self, w: int, call: Any) -> None:
         try:
             async for message in call:
-                await self.inbox.put((w, message))
-            await self.inbox.put((w, None))
+                self.inbox.append((w, message))
+                self.wake.set()
+            self.inbox.append((w, None))
         except asyncio.CancelledError:
             call.cancel()
             raise
         except BaseException as exc:
-            await self.inbox.put((w, exc))
+            self.inbox.append((w, exc))
+        self.wake.set()
 
-    async def run(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        opened = replace(self.options, max_groups_running=0)
-        for w, worker in self.workers.items():
-            worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(opened))
-            self.tasks += [
-                asyncio.create_task(self._write(worker)),
-                asyncio.create_task(self._read_worker(w, worker.call)),
-            ]
-        stream_id = "s-" + secrets.token_hex(8)
-        yield self.encoder.encode(streams.Opened(stream_id, "", False, self.version))
-        trainer = asyncio.create_task(self._read_trainer(requests))
+    def _next(self) -> Any | None:
+        """The next message for the trainer, or None when there is none now."""
+        if self.resend:
+            return self.resend.popleft()
+        while self.inbox:
+            w, item = self.inbox.popleft()
+            if w < 0:
+                status = status_proto(item.error) if isinstance(item, streams.Rejected) and item.error else None
+                return self.encoder.encode(item, status)
+            if item is None or isinstance(item, BaseException):
+                self.open_workers.discard(w)
+                if isinstance(item, grpc.aio.AioRpcError) and not (self.draining.is_set() or is_drain(item)):
+                    WorkerAnswerError.check(item)
+                    self.lost_worker(w, item)
+                elif item is not None and not isinstance(item, grpc.aio.AioRpcError):
+                    raise item
+                continue
+            message = self.from_worker(w, item)
+            if message is not None:
+                return message
+        return None
+
+    async def messages(self, attachment: int) -> AsyncIterator[Any]:
+        """What the call that owns `attachment` sends: `opened`, the results, heartbeats when idle, the summary."""
+        resumed = attachment > 1
+        yield self.encoder.encode(streams.Opened(self.stream_id, self.resume_token, resumed, self.version))
         interval = self.options.heartbeat_interval or self.config.server.heartbeat_interval
-        open_workers = set(self.workers)
-        try:
-            while open_workers:
-                try:
-                    w, item = await asyncio.wait_for(self.inbox.get(), interval)
-                except TimeoutError:
-                    yield self.encoder.encode(self.heartbeat())
-                    continue
-                if w < 0:
-                    status = status_proto(item.error) if isinstance(item, streams.Rejected) and item.error else None
-                    yield self.encoder.encode(item, status)
-                elif item is None or isinstance(item, BaseException):
-                    open_workers.discard(w)
-                    if isinstance(item, grpc.aio.AioRpcError) and not (self.draining.is_set() or is_drain(item)):
-                        WorkerAnswerError.check(item)
-                        self.lost_worker(w, item)
-                    elif item is not None and not isinstance(item, grpc.aio.AioRpcError):
-                        raise item
-                else:
-                    message = self.from_worker(w, item)
-                    if message is not None:
-                        yield message
-            if not self.finishing:
-                raise ServerDrainingError(
-                    f"the server is draining: stream {stream_id} delivered what was running; "
-                    "open a new stream elsewhere and send the tasks not yet delivered"
-                )
-            yield self.encoder.encode(self.summary())
-        finally:
-            trainer.cancel()
-            for worker in self.workers.values():
-                worker.call.cancel()
-            for task in self.tasks:
-                task.cancel()
-            await asyncio.gather(trainer, *self.tasks, return_exceptions=True)
+        while attachment == self.attachment:
+            message = self._next()
+            if message is not None:
+                self.keep(message)
+                yield message
+                continue
+            if not self.open_workers:
+                if not self.finishing:
+                    raise ServerDrainingError(
+                        f"the server is draining: stream {self.stream_id} delivered what was running; "
+                        "open a new stream elsewhere and send the tasks not yet delivered"
+                    )
+                yield self.encoder.encode(self.summary())
+                return
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), interval)
+            except TimeoutError:
+                self.evict(time.monotonic())
+                yield self.encoder.encode(self.heartbeat())
+
+    async def close(self) -> None:
+        """Cancel the workers' streams (the workers close their sessions) and forget everything."""
+        self.closed = True
+        for worker in self.workers.values():
+            worker.call.cancel()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.inbox.clear()
+        self.unacked.clear()

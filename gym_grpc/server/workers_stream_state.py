@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,13 @@ class StreamState:
         self.finishing = False
         self.peak = 0
         self.reported: set[int] = set()  # trainer message indexes already answered with an error
-        self.inbox: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()  # unbounded: the credits bound what runs
+        self.inbox: deque[tuple[int, Any]] = (
+            deque()
+        )  # (worker or -1 for the front's own, message); the credits bound it
+        self.wake = asyncio.Event()  # something for the trainer (or a new attachment)
+        self.unacked: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # sent results kept for a resume, by id
+        self.attached = True
+        self.paused = False  # the trainer's requests ended: a half-close or a lost call, told apart a moment later
         self.metrics = MetricsAggregator(pass_threshold=config.server.pass_threshold, k=options.num_repeats)
         self.succeeded = self.failed = self.delivered = self.dropped = 0
         self.lost: list[int] = []
@@ -113,6 +119,9 @@ class StreamState:
                 self._send(w, message, index)
         elif isinstance(message, streams.Cancel):
             self._cancel(index, message.task_keys)
+        elif isinstance(message, streams.Ack):
+            for key in message.ids:
+                self.unacked.pop(key, None)
         self._admit()
 
     def _cancel(self, index: int, keys: list[str]) -> None:
@@ -136,7 +145,8 @@ class StreamState:
         self._emit(streams.Rejected(index, error.code.value[0], error.message, fields, error))
 
     def _emit(self, message: streams.ServerMessage) -> None:
-        self.inbox.put_nowait((-1, message))  # the front's own
+        self.inbox.append((-1, message))  # the front's own
+        self.wake.set()
 
     def _send(self, w: int, message: streams.TrainerMessage, index: int) -> None:
         worker = self.workers[w]
@@ -152,6 +162,8 @@ class StreamState:
             (self.requeued or (self.queue and self.credits > 0))
             and self.workers
             and not self.finishing
+            and self.attached
+            and not self.paused
             and not self.draining.is_set()
             and (cap == 0 or len(self.running) < cap)
         ):
@@ -259,6 +271,25 @@ class StreamState:
             )
         self._admit()
 
+    def keep(self, message: Any) -> None:
+        """A result the trainer is being sent: kept (bounded by count and age) until acked, for a resume."""
+        which = message.WhichOneof("message")
+        if which not in ("group", "rollout"):
+            return
+        key = message.group.group_id if which == "group" else message.rollout.rollout_id
+        now = time.monotonic()
+        self.unacked[key] = (now, message)
+        self.unacked.move_to_end(key)
+        self.evict(now)
+
+    def evict(self, now: float) -> None:
+        horizon = now - self.config.server.stream_resume_seconds
+        while self.unacked:
+            first = next(iter(self.unacked.values()))
+            if len(self.unacked) <= self.config.server.stream_unacked_max and first[0] >= horizon:
+                break
+            self.unacked.popitem(last=False)
+
     def heartbeat(self) -> streams.StreamHeartbeat:
         return streams.StreamHeartbeat(
             credits_available=self.credits,
@@ -266,7 +297,7 @@ class StreamState:
             queued_tasks=len(self.queue) + len(self.requeued),
             policy_version=self.version,
             rollouts_running=sum(w.rollouts_running for w in self.workers.values()),
-            unacked=0,
+            unacked=len(self.unacked),
         )
 
     def summary(self) -> streams.StreamSummary:
