@@ -149,6 +149,17 @@ async def test_page_of_the_tutorials_weather_rollouts(tmp_path: Path) -> None:
     assert gen and seen["tokens"]["tokens"] == sum(len(o["generation_token_ids"]) for o in gen)
 
 
+async def _stop(viewer: asyncio.subprocess.Process) -> None:
+    """Ctrl-C, as a user stops it; a viewer that does not stop fails the test instead of hanging it."""
+    viewer.send_signal(signal.SIGINT)
+    try:
+        assert await asyncio.wait_for(viewer.wait(), 60) == 0
+    finally:
+        if viewer.returncode is None:
+            viewer.kill()
+            await viewer.wait()
+
+
 async def _serve_view(*args: str) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
         *CLI, "view", "--serve", "--port", "0", *args, stdout=asyncio.subprocess.PIPE, cwd=ROOT
@@ -175,8 +186,7 @@ async def test_serve_follows_a_collection_as_it_is_written(tmp_path: Path) -> No
             assert await collect.wait() == 0
             seen = await page
     finally:
-        viewer.send_signal(signal.SIGINT)
-        await viewer.wait()
+        await _stop(viewer)
     check_overview(seen, rows_of(output, failures_path(output)))
     assert seen["live"] == "live · 30 rollouts"
     assert seen["tasks"]["search"] == 1 and len(seen["group"]["members"]) == 6
@@ -193,8 +203,7 @@ async def test_serve_shows_a_live_collect_rollouts_stream(tmp_path: Path) -> Non
         try:
             seen = await drive({"url": url, "expectTotal": 15, "search": "Chicago"})
         finally:
-            viewer.send_signal(signal.SIGINT)
-            await viewer.wait()
+            await _stop(viewer)
     rows = rows_of(saved)
     assert len(rows) == 15
     views = [r["training_view"] for r in rows if "failure" not in r]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,16 +124,24 @@ def build_app(feed: Feed, title: str, sources: list[str]) -> web.Application:
 
 
 async def serve(feed: Feed, title: str, sources: list[str], host: str, port: int, ready: Callable[[str], None]) -> None:
-    """Serve until cancelled; `ready` gets the page's URL once the port is bound."""
+    """Serve until SIGINT or SIGTERM (or cancelled); `ready` gets the page's URL once the port is bound. The signal
+    handlers are the loop's own, so Ctrl-C stops the viewer also where SIGINT was ignored at start (a background job
+    of a script inherits that)."""
     runner = web.AppRunner(build_app(feed, title, sources), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = runner.addresses[0][1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     ready(f"http://{host}:{bound}/")
     task = asyncio.create_task(feed.run())
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         task.cancel()
         await runner.cleanup()
