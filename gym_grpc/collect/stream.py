@@ -9,9 +9,9 @@ Staleness is applied here when a version is announced: a group (running, or fini
 older than `version - max_policy_lag` is dropped (its credit returned) or run again from scratch, as the trainer chose.
 
 Sent results stay in `unacked` until acked (bounded by count and age). A trainer that lost its connection re-opens with
-the resume token (`StreamRegistry`): the unacked results are sent again, then the stream goes on; nothing is re-run.
-While no trainer is attached no new group starts, and after `resume_seconds` without one everything is cancelled and
-every session closed.
+the resume token (`stream_registry`, a `collect.resume.ResumeRegistry`): the unacked results are sent again, then the
+stream goes on; nothing is re-run. While no trainer is attached no new group starts, and after `resume_seconds`
+without one everything is cancelled and every session closed.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from gym_grpc.agents.base import Agent, RolloutSpec
 from gym_grpc.collect import ids
 from gym_grpc.collect.metrics import MetricsAggregator
+from gym_grpc.collect.resume import ResumeRegistry
 from gym_grpc.errors import (
     FailedPreconditionError,
     GymError,
     InvalidArgumentError,
-    NotFoundError,
     ServerDrainingError,
 )
 from gym_grpc.models.versions import TRACK, PolicyTrack
@@ -481,54 +481,6 @@ class StreamSession:
         self._unacked.clear()
 
 
-class StreamRegistry:
-    """The open streams of a server, by resume token; detached streams expire after `resume_seconds`."""
-
-    def __init__(self) -> None:
-        self.sessions: dict[str, StreamSession] = {}
-        self._expiry: dict[str, asyncio.Task[None]] = {}
-
-    def add(self, session: StreamSession) -> None:
-        self.sessions[session.resume_token] = session
-
-    def resume(self, token: str) -> tuple[StreamSession, int]:
-        session = self.sessions.get(token)
-        if session is None or session.closed:
-            raise NotFoundError(
-                "open.resume_token: no such stream (it ended, expired, or the server restarted); "
-                "open a new stream and send the tasks not yet delivered (their ids are deterministic)"
-            )
-        timer = self._expiry.pop(token, None)
-        if timer is not None:
-            timer.cancel()
-        return session, session.attach()
-
-    async def release(self, session: StreamSession, attachment: int, *, finished: bool) -> None:
-        """The call that owned `attachment` ended: a finished stream is forgotten; otherwise it waits
-        `resume_seconds` for a resume. A call that a resume already replaced changes nothing."""
-        if attachment != session.attachment:
-            return
-        if finished or session.limits.resume_seconds <= 0:
-            self.sessions.pop(session.resume_token, None)
-            await session.close()
-            return
-        session.detach()
-        self._expiry[session.resume_token] = asyncio.create_task(self._expire(session))
-
-    async def _expire(self, session: StreamSession) -> None:
-        await asyncio.sleep(session.limits.resume_seconds)
-        if not session.attached:
-            log.info("stream %s: no resume within %g s; cancelled", session.stream_id, session.limits.resume_seconds)
-            self.sessions.pop(session.resume_token, None)
-            self._expiry.pop(session.resume_token, None)
-            await session.close()
-
-    async def aclose(self) -> None:
-        timers = list(self._expiry.values())
-        for timer in timers:
-            timer.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
-        self._expiry.clear()
-        for session in list(self.sessions.values()):
-            await session.close()
-        self.sessions.clear()
+def stream_registry() -> ResumeRegistry[StreamSession]:
+    """The open streams of a server, by resume token; detached streams expire after their `resume_seconds`."""
+    return ResumeRegistry(lambda session: session.limits.resume_seconds)

@@ -15,7 +15,7 @@ from gym_grpc.agents.base import Agent
 from gym_grpc.agents.routing import RoutingAgent, check_rows, load_agent
 from gym_grpc.agents.simple import SimpleAgent
 from gym_grpc.collect.collector import CollectionPlan
-from gym_grpc.collect.stream import StreamLimits, StreamRegistry
+from gym_grpc.collect.stream import StreamLimits, stream_registry
 from gym_grpc.config.schema import AgentConfig, EnvironmentConfig, GymConfig, ServerConfig
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.environments.host import EnvironmentHost
@@ -73,7 +73,7 @@ class Runtime:
             raise
         self.datasets = {name: _load_dataset(name, c.path) for name, c in config.datasets.items()}
         self.draining = asyncio.Event()
-        self.streams = StreamRegistry()
+        self.streams = stream_registry()
         self.agents: dict[str, Agent] = {name: self._agent(name, c) for name, c in config.agents.items()}
 
     def _agent(self, name: str, config: AgentConfig) -> Agent:

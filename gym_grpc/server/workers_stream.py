@@ -33,6 +33,7 @@ from typing import Any
 
 import grpc
 
+from gym_grpc.collect.resume import ResumeRegistry
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import (
     FailedPreconditionError,
@@ -64,21 +65,11 @@ class StreamFront:
         self.channels = list(channels)
         self.draining = draining
         self.alive = alive
-        self.sessions: dict[str, _Session] = {}  # by resume token
-        self._expiry: dict[str, asyncio.Task[None]] = {}
+        self.registry: ResumeRegistry[_Session] = ResumeRegistry(lambda _: config.server.stream_resume_seconds)
 
     def _open(self, options: streams.StreamOptions) -> tuple[_Session, int]:
         if options.resume_token:
-            session = self.sessions.get(options.resume_token)
-            if session is None or session.closed:
-                raise NotFoundError(
-                    "open.resume_token: no such stream (it ended, expired, or the server restarted); "
-                    "open a new stream and send the tasks not yet delivered (their ids are deterministic)"
-                )
-            timer = self._expiry.pop(options.resume_token, None)
-            if timer is not None:
-                timer.cancel()
-            return session, session.attach()
+            return self.registry.resume(options.resume_token)
         if self.draining.is_set():
             raise ServerDrainingError("the server is draining and takes no new streams")
         if options.agent not in self.config.agents:
@@ -89,7 +80,7 @@ class StreamFront:
             raise WorkerLostError("no worker process is running: restart the server")
         session = _Session(self, options, live)
         session.start()
-        self.sessions[session.resume_token] = session
+        self.registry.add(session)
         return session, session.attachment
 
     @streaming
@@ -115,36 +106,10 @@ class StreamFront:
             raise
         finally:
             trainer.cancel()
-            await self._release(session, attachment, finished=finished)
-
-    async def _release(self, session: _Session, attachment: int, *, finished: bool) -> None:
-        """The call that owned `attachment` ended: a finished stream is closed; otherwise it waits
-        `stream_resume_seconds` for a resume (no new group starts meanwhile). A replaced call changes nothing."""
-        if attachment != session.attachment:
-            return
-        seconds = self.config.server.stream_resume_seconds
-        if finished or seconds <= 0:
-            self.sessions.pop(session.resume_token, None)
-            await session.close()
-            return
-        session.attached = False
-        self._expiry[session.resume_token] = asyncio.create_task(self._expire(session, seconds))
-
-    async def _expire(self, session: _Session, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        if not session.attached:
-            self.sessions.pop(session.resume_token, None)
-            self._expiry.pop(session.resume_token, None)
-            await session.close()
+            await self.registry.release(session, attachment, finished=finished)
 
     async def aclose(self) -> None:
-        timers = list(self._expiry.values())
-        for timer in timers:
-            timer.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
-        for session in list(self.sessions.values()):
-            await session.close()
-        self.sessions.clear()
+        await self.registry.aclose()
 
 
 class _Session(StreamState):
@@ -166,6 +131,10 @@ class _Session(StreamState):
             worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(opened))
             self.tasks.append(asyncio.create_task(self._write(worker)))
             self.tasks.append(asyncio.create_task(self._read_worker(w, worker.call)))
+
+    def detach(self) -> None:
+        """The trainer's call was lost: no new group starts until a resume (or the expiry closes the stream)."""
+        self.attached = False
 
     def attach(self) -> int:
         """A trainer re-attached: the unacked results go out again first, then the stream goes on."""
