@@ -238,11 +238,6 @@ def verify_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in record.get(VERIFY_FIELDS_KEY) or [] if k in record}
 
 
-def status_to_json(status: status_pb2.Status) -> JsonObject:
-    """A google.rpc.Status as JSON (details decoded by type)."""
-    return json_format.MessageToDict(status, preserving_proto_field_name=True)
-
-
 # --- the domain rollout --------------------------------------------------------------------------------------------
 
 
@@ -360,8 +355,3 @@ def decode(rollout: rollout_pb2.Rollout) -> Rollout:
         task_key=rollout.task_key,
         training_view=training_codec.decode(rollout.training_view) if rollout.HasField("training_view") else None,
     )
-
-
-def record(rollout: Rollout, *, with_tokens: bool = True) -> JsonObject:
-    """The domain rollout as its JSONL record (through the proto, so the record is the one a client writes)."""
-    return rollout_to_json(encode(rollout, with_tokens=with_tokens))
