@@ -127,7 +127,7 @@ async def test_a_policy_version_stamps_what_starts_after_it_and_a_bad_route_is_a
     model: ModelServer, workers: int
 ) -> None:
     proc, target = await serve(model.base_url, workers)
-    options = StreamOptions(AGENT, num_repeats=2, policy_version=0)
+    options = StreamOptions(AGENT, num_repeats=2, policy_version=0, heartbeat_interval=0.1)
     try:
         async with GymClient(target) as client, client.stream_rollouts(options) as stream:
             await stream.add_tasks({"a": row("Weather in Oslo?"), "b": row("Weather in Lima?")})  # message 1
@@ -137,6 +137,12 @@ async def test_a_policy_version_stamps_what_starts_after_it_and_a_bad_route_is_a
             await stream.grant(1)  # 4
             got += await collect(stream, lambda m: len(groups(m)) == 1)
             await stream.set_policy_version(2, model_endpoints=["ftp://nowhere"])  # 5: every worker rejects it
+            got += await collect(stream, lambda m: isinstance(m[-1], Rejected))
+            async for beat in stream:  # the next heartbeat: the refused version was not taken, as with one process
+                if isinstance(beat, StreamHeartbeat):
+                    assert beat.policy_version == 1
+                    break
+                got.append(beat)
             await stream.finish()
             got += await collect(stream, lambda m: False)
         assert await stop(proc) == 0

@@ -76,6 +76,7 @@ class StreamState:
         self.finishing = False
         self.peak = 0
         self.reported: set[int] = set()  # trainer message indexes already answered with an error
+        self.policy_sets: dict[int, tuple[int | None, int]] = {}  # policy message index: (version before, after)
         self.inbox: deque[tuple[int, Any]] = (
             deque()
         )  # (worker or -1 for the front's own, message); the credits bound it
@@ -114,6 +115,9 @@ class StreamState:
                 raise InvalidArgumentError.field(
                     "policy.version", f"versions only go up: {message.version} after {self.version}"
                 )
+            self.policy_sets[index] = (self.version, message.version)
+            if len(self.policy_sets) > 1_000:
+                del self.policy_sets[next(iter(self.policy_sets))]  # long answered
             self.version = message.version
             for w in self.workers:
                 self._send(w, message, index)
@@ -246,6 +250,9 @@ class StreamState:
                 return None
             self.reported.add(index)
             message.error.message_index = index
+            undo = self.policy_sets.pop(index, None)
+            if undo is not None and self.version == undo[1]:
+                self.version = undo[0]  # the workers refused it (a bad route) and kept their version: so does the front
         else:
             return None  # opened
         self._admit()
