@@ -231,7 +231,7 @@ class _Collection:
         if owed:
             survivors = self.front.live_workers(self.lost)
             if not survivors:
-                names = ", ".join(self.front.targets[w] for w in sorted(self.lost))
+                names = ", ".join(self.front.targets)  # lost here, or their process already seen dead
                 raise WorkerLostError(
                     f"every worker was lost ({names}; last: {error.code().name}: {error.details()}); "
                     "retry with the delivered rollout ids in exclude_rollout_ids to collect the rest"
