@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
+from test_stream_rollouts import collect, groups, row, until
 from test_workers import SHAPES, serve, stop, worker_pids
 
 from gym_grpc._proto.gym.v1 import rollout_pb2
@@ -34,37 +35,9 @@ from gym_grpc.testing.model_server import ModelServer
 AGENT = "weather_simple_agent"
 
 
-def row(text: str) -> dict[str, Any]:
-    return {"responses_create_params": {"input": [{"role": "user", "content": text}]}}
-
-
 def group_id(task: dict[str, Any], index: int) -> str:
     """The group id one process gives the `index`-th task a stream starts."""
     return ids.group_id(AGENT, ids.task_digest(task_codec.task_from_json(task, "task")), index, Sampling())
-
-
-async def until(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def collect(stream: RolloutStream, stop: Callable[[list[Any]], bool]) -> list[Any]:
-    """Messages (heartbeats left out) until `stop(messages)` holds or the stream ends."""
-    out: list[Any] = []
-    async for message in stream:
-        if isinstance(message, StreamHeartbeat):
-            continue
-        out.append(message)
-        if stop(out):
-            break
-    return out
-
-
-def groups(messages: list[Any]) -> list[GroupDelivered]:
-    return [m for m in messages if isinstance(m, GroupDelivered)]
 
 
 @pytest.fixture
@@ -92,7 +65,7 @@ async def test_credits_bound_the_groups_cancel_returns_them_and_groups_arrive_wh
             assert (beat.groups_running, beat.credits_available, beat.queued_tasks) == (2, 0, 4)
             await stream.cancel(["h0", "h1"])  # their credits come back and start t0, t1
             got = await collect(stream, lambda m: len(groups(m)) == 2)
-            await until(lambda: model.script.cancelled == 6, "the hanging model calls to be cancelled")
+            await until(lambda: model.script.cancelled == 6, "the hanging model calls to be cancelled", 30)
             await stream.grant(2)
             got += await collect(stream, lambda m: len(groups(m)) == 2)
             await stream.finish()
@@ -335,9 +308,9 @@ async def test_a_trainer_that_goes_away_cancels_the_model_calls(model: ModelServ
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=3)) as stream:
             await stream.add_tasks({"h0": row("Weather in Oslo? [hang]"), "h1": row("Weather in Rome? [hang]")})
             await stream.grant(2)
-            await until(lambda: model.script.in_flight == 6, "both groups waiting on the model")
+            await until(lambda: model.script.in_flight == 6, "both groups waiting on the model", 30)
             stream.abort()
-        await until(lambda: model.script.cancelled == 6, "the model calls to be cancelled")
+        await until(lambda: model.script.cancelled == 6, "the model calls to be cancelled", 30)
         assert await stop(proc) == 0
     finally:
         if proc.returncode is None:
