@@ -110,8 +110,9 @@ def metrics_of(rollout: Any) -> dict[str, Any]:
     return out
 
 
-class CollectFront:
-    """One front's CollectRollouts over the workers' channels; `alive(i)` says whether worker i's process runs."""
+class Front:
+    """What the fronts of both RPCs share: the config, the workers' addresses and channels, the drain flag, and
+    `alive(i)`: whether worker i's process runs."""
 
     def __init__(
         self,
@@ -130,11 +131,18 @@ class CollectFront:
     def live_workers(self, lost: set[int] | None = None) -> list[int]:
         return [i for i in range(len(self.targets)) if i not in (lost or ()) and self.alive(i)]
 
+    def check_agent(self, agent: str) -> None:
+        if agent not in self.config.agents:
+            known = ", ".join(sorted(self.config.agents)) or "none"
+            raise NotFoundError(f"no agent {agent!r} on this server (known: {known})")
+
+
+class CollectFront(Front):
+    """One front's CollectRollouts over the workers' channels."""
+
     def _plan(self, request: CollectionRequest) -> CollectionRequest:
         """The request with inline tasks (a dataset read here), the limit applied and the server's caps checked."""
-        if request.agent not in self.config.agents:
-            known = ", ".join(sorted(self.config.agents)) or "none"
-            raise NotFoundError(f"no agent {request.agent!r} on this server (known: {known})")
+        self.check_agent(request.agent)
         tasks = request.tasks
         if tasks is None:
             dataset = self.config.datasets.get(request.dataset or "")

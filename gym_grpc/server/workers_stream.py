@@ -39,19 +39,20 @@ from gym_grpc.errors import (
     FailedPreconditionError,
     GymError,
     InvalidArgumentError,
-    NotFoundError,
     ServerDrainingError,
 )
 from gym_grpc.protocol import streams, stubs
 from gym_grpc.protocol.codec import stream as stream_codec
 from gym_grpc.server.status import Undecodable, status_proto, streaming
-from gym_grpc.server.workers_collect import WorkerAnswerError, WorkerLostError, is_drain
+from gym_grpc.server.workers_collect import Front, WorkerAnswerError, WorkerLostError, is_drain
 from gym_grpc.server.workers_stream_state import END, StreamState, Worker
 
 HALF_CLOSE_GRACE = 0.5  # seconds: how long the end of a trainer's requests waits to be told apart from a lost call
 
 
-class StreamFront:
+class StreamFront(Front):
+    """One front's StreamRollouts over the workers' channels (see the module doc)."""
+
     def __init__(
         self,
         config: GymConfig,
@@ -60,11 +61,7 @@ class StreamFront:
         draining: asyncio.Event,
         alive: Callable[[int], bool] = lambda _: True,
     ) -> None:
-        self.config = config
-        self.targets = list(targets)
-        self.channels = list(channels)
-        self.draining = draining
-        self.alive = alive
+        super().__init__(config, targets, channels, draining, alive)
         self.registry: ResumeRegistry[_Session] = ResumeRegistry(lambda _: config.server.stream_resume_seconds)
 
     def _open(self, options: streams.StreamOptions) -> tuple[_Session, int]:
@@ -72,10 +69,8 @@ class StreamFront:
             return self.registry.resume(options.resume_token)
         if self.draining.is_set():
             raise ServerDrainingError("the server is draining and takes no new streams")
-        if options.agent not in self.config.agents:
-            known = ", ".join(sorted(self.config.agents)) or "none"
-            raise NotFoundError(f"no agent {options.agent!r} on this server (known: {known})")
-        live = [i for i in range(len(self.channels)) if self.alive(i)]
+        self.check_agent(options.agent)
+        live = self.live_workers()
         if not live:
             raise WorkerLostError("no worker process is running: restart the server")
         session = _Session(self, options, live)

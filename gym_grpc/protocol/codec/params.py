@@ -119,10 +119,12 @@ def reasoning_params_to_json(params: pb.ReasoningParams) -> JsonObject:
 # --- params --------------------------------------------------------------------------------------------------------
 
 
-def params_to_proto(data: JsonObject) -> pb.ResponseCreateParams:
-    """`responses_create_params` as a proto."""
+def params_to_proto(data: JsonObject, params: pb.ResponseCreateParams | None = None) -> pb.ResponseCreateParams:
+    """`responses_create_params` as a proto, built in `params` when given."""
     f = Fields(data)
-    params = pb.ResponseCreateParams()
+    if params is None:
+        params = pb.ResponseCreateParams()
+    params.SetInParent()
     input_text = f.text("input")
     if input_text is not None:
         params.input_text = input_text
@@ -183,8 +185,9 @@ def params_to_json(params: pb.ResponseCreateParams) -> JsonObject:
 # --- the domain types, through the JSON form -----------------------------------------------------------------------
 
 
-def encode(params: ResponseCreateParams) -> pb.ResponseCreateParams:
-    return params_to_proto(params.to_json())
+def encode(params: ResponseCreateParams, out: pb.ResponseCreateParams | None = None) -> pb.ResponseCreateParams:
+    """The domain params as a proto (built in `out` when given)."""
+    return params_to_proto(params.to_json(), out)
 
 
 def decode(params: pb.ResponseCreateParams, where: str = "params") -> ResponseCreateParams:

@@ -145,7 +145,7 @@ def rollout_to_proto(record: JsonObject) -> rollout_pb2.Rollout:
         rollout.agent = agent
     params = f.obj(PARAMS_KEY)
     if params is not None:
-        rollout.responses_create_params.CopyFrom(params_codec.params_to_proto(params))
+        params_codec.params_to_proto(params, rollout.responses_create_params)
     response = f.obj("response")
     if response is not None:
         response_codec.response_to_proto(response, rollout.response)
@@ -278,7 +278,10 @@ def encode(
     out.task_key = rollout.task_key
     if rollout.task_extras:
         out.task_extra_json = dumps(rollout.task_extras)
-    out.responses_create_params.CopyFrom(params if params is not None else params_codec.encode(rollout.params))
+    if params is not None:
+        out.responses_create_params.CopyFrom(params)
+    else:
+        params_codec.encode(rollout.params, out.responses_create_params)
     if rollout.response is not None:
         response_codec.encode(rollout.response, out.response)
         if not with_tokens:

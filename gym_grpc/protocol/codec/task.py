@@ -27,7 +27,9 @@ def task_to_proto(row: JsonObject) -> task_pb2.Task:
     if not isinstance(params, dict):
         raise ValueError(f"task row needs a {PARAMS_KEY!r} object")
     extra = {k: v for k, v in row.items() if k != PARAMS_KEY}
-    return task_pb2.Task(responses_create_params=params_to_proto(params), extra_json=dumps(extra) if extra else "")
+    task = task_pb2.Task(extra_json=dumps(extra) if extra else "")
+    params_to_proto(params, task.responses_create_params)
+    return task
 
 
 def task_to_json(task: task_pb2.Task) -> JsonObject:
