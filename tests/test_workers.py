@@ -266,3 +266,42 @@ async def test_a_request_a_worker_refuses_ends_with_its_status_not_a_loss(model:
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "tasks[1].agent_ref.name" in (refused.value.details() or "")
     assert isinstance(again[-1], Summary) and again[-1].succeeded == 2  # no worker was taken for lost
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_batched_framing_carries_the_same_events(model: ModelServer, workers: int) -> None:
+    """max_events_per_message: batches only when asked, never nested, at most the asked count, and unpacked they are
+    the events of the unbatched stream (one process and the front alike)."""
+    from gym_grpc._proto.gym.v1 import rollout_pb2, rollout_pb2_grpc
+    from gym_grpc.protocol.codec import events as events_codec
+
+    proc, target = await serve(model.base_url, workers)
+    tasks = read_tasks(DATA / "weather_queries.jsonl") * 4
+    framings: dict[int, list[rollout_pb2.CollectRolloutsResponse]] = {}
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = rollout_pb2_grpc.RolloutServiceStub(channel)
+            for per_message in (0, 4):
+                request = events_codec.request_to_proto(CollectionRequest(agent=AGENT, tasks=tasks, max_in_flight=20))
+                request.max_events_per_message = per_message
+                framings[per_message] = [m async for m in stub.CollectRollouts(request)]
+    finally:
+        assert await stop(proc) == 0
+    assert all(m.WhichOneof("event") != "batch" for m in framings[0])
+    batches = [m.batch for m in framings[4] if m.WhichOneof("event") == "batch"]
+    assert batches and all(2 <= len(b.events) <= 4 for b in batches)
+    assert all(e.WhichOneof("event") != "batch" for b in batches for e in b.events)
+
+    def events(messages: list[rollout_pb2.CollectRolloutsResponse]) -> list[rollout_pb2.CollectRolloutsResponse]:
+        return [e for m in messages for e in events_codec.unpack(m) if e.WhichOneof("event") != "heartbeat"]
+
+    plain, batched = events(framings[0]), events(framings[4])
+    for got in (plain, batched):
+        assert got[0].WhichOneof("event") == "started" and got[-1].WhichOneof("event") == "summary"
+        body = got[1:-1]
+        assert [e.WhichOneof("event") for e in body] == ["rollout", "group_complete"] * 20
+        assert all(r.rollout.group_id == g.group_complete.group_id for r, g in zip(body[::2], body[1::2], strict=True))
+    ids = [{e.rollout.rollout_id: e.rollout.reward for e in got if e.WhichOneof("event") == "rollout"}
+           for got in (plain, batched)]  # fmt: skip
+    assert ids[0] == ids[1] and len(ids[0]) == 20
+    assert plain[-1].summary.succeeded == batched[-1].summary.succeeded == 20

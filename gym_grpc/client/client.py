@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # StreamRollouts' client and the pydantic domain load on firs
     from gym_grpc.protocol.streams import StreamOptions
 
 DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024
+EVENTS_PER_MESSAGE = 64  # what `stream` asks for when the request leaves max_events_per_message at 0
 
 
 class GymClient:
@@ -61,15 +62,21 @@ class GymClient:
     async def stream(
         self, request: CollectionRequest | RowsRequest, *, timeout: float | None = None
     ) -> AsyncIterator[stubs.CollectEventProto]:
-        """The raw event protos (for benchmarks and writers that keep the wire form)."""
+        """The raw event protos (for benchmarks and writers that keep the wire form), one at a time. Events that are
+        ready together travel in one message (`max_events_per_message`, EVENTS_PER_MESSAGE unless the request sets
+        it); they are unpacked here, so the caller sees the same events in the same order either way."""
         if isinstance(request, RowsRequest):
             message = events_codec.rows_request_to_proto(request)
         else:
             message = events_codec.request_to_proto(request)
+        if not message.max_events_per_message:
+            message.max_events_per_message = EVENTS_PER_MESSAGE
         call = self.rollouts.CollectRollouts(message, timeout=timeout, metadata=self.metadata)
+        unpack = events_codec.unpack
         try:
-            async for event in call:
-                yield event
+            async for received in call:
+                for event in unpack(received):
+                    yield event
         finally:
             call.cancel()
 

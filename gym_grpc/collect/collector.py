@@ -103,11 +103,21 @@ class Collector:
                 self._all_idle.set()
 
     async def events(self) -> AsyncIterator[Event]:
+        """The collection's events, one at a time."""
+        async for batch in self.batches(1):
+            for event in batch:
+                yield event
+
+    async def batches(self, limit: int) -> AsyncIterator[list[Event]]:
+        """The same events, in the same order, in lists of those that are ready at the same moment: after a finished
+        rollout, the rollouts already waiting in the queue join it (with their groups' completions), up to `limit`
+        events (a rollout and its group's completion are never split). `limit` 1 gives a rollout with its group's
+        completion, or any other event alone."""
         plan = self.plan
         t0 = time.perf_counter()
         cid, groups, skipped = self._plan_groups()
         total = sum(g.expected for g in groups.values())
-        yield Started(cid, len(plan.tasks), total, plan.num_repeats)
+        yield [Started(cid, len(plan.tasks), total, plan.num_repeats)]
         queue: asyncio.Queue[Rollout] = asyncio.Queue(maxsize=plan.queue_size)
         shared = self._specs(groups)
         count = min(plan.max_in_flight, total)
@@ -117,17 +127,29 @@ class Collector:
         tally = CollectionTally(
             {g.group_id: g for g in groups.values()}, pass_threshold=plan.pass_threshold, k=plan.num_repeats
         )
+        delivered = 0
         try:
-            for _ in range(total):
+            while delivered < total:
                 rollout = await self._next(queue, workers)
                 while rollout is None:
-                    yield Heartbeat(tally.delivered, self.in_flight, self.waits.snapshot())
+                    yield [Heartbeat(tally.delivered, self.in_flight, self.waits.snapshot())]
                     rollout = await self._next(queue, workers)
-                done = tally.add(rollout)
-                yield Finished(rollout)
-                if done is not None:
-                    yield done
-            yield tally.summary(skipped, time.perf_counter() - t0)
+                batch: list[Event] = []
+                while True:
+                    delivered += 1
+                    done = tally.add(rollout)
+                    batch.append(Finished(rollout))
+                    if done is not None:
+                        batch.append(done)
+                    if delivered == total or len(batch) + 2 > limit or queue.empty():
+                        break
+                    rollout = queue.get_nowait()
+                if delivered == total and len(batch) < limit:
+                    batch.append(tally.summary(skipped, time.perf_counter() - t0))
+                    yield batch
+                    return
+                yield batch
+            yield [tally.summary(skipped, time.perf_counter() - t0)]
         finally:
             for worker in workers:
                 worker.cancel()

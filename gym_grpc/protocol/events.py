@@ -36,6 +36,7 @@ class CollectionRequest:
     with_training: bool = False  # the TRAINING view: FULL plus each rollout's token training view
     exclude_rollout_ids: frozenset[str] = frozenset()
     heartbeat_interval: float | None = None
+    max_events_per_message: int = 0  # events ready together share a message (`batch`); 0 or 1: one per message
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class RowsRequest:
     sampling: Mapping[str, float | int] = field(default_factory=dict)
     exclude_rollout_ids: frozenset[str] = frozenset()
     heartbeat_interval: float | None = None
+    max_events_per_message: int = 0  # as on CollectionRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,20 +132,23 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         log.info("collection for %s: %d tasks x %d", plan.agent, len(plan.tasks), plan.num_repeats)
         self.active += 1
         encoder = events_codec.EventEncoder(with_tokens=decoded.with_tokens, with_training=decoded.with_training)
+        per_message = decoded.max_events_per_message
         try:
-            async for event in Collector(agent, plan, self.runtime.draining).events():
-                if isinstance(event, Finished):
-                    telemetry.observe(event.rollout)
-                elif isinstance(event, Summary):  # the collection's access-log line (failures are logged each)
-                    log.info(
-                        "collection for %s done: %d succeeded, %d failed, %d skipped in %.1f s",
-                        plan.agent,
-                        event.succeeded,
-                        event.failed,
-                        event.skipped,
-                        event.duration_seconds,
-                    )
-                yield encoder.encode(event)
+            async for batch in Collector(agent, plan, self.runtime.draining).batches(per_message):
+                for event in batch:
+                    if isinstance(event, Finished):
+                        telemetry.observe(event.rollout)
+                    elif isinstance(event, Summary):  # the collection's access-log line (failures are logged each)
+                        log.info(
+                            "collection for %s done: %d succeeded, %d failed, %d skipped in %.1f s",
+                            plan.agent,
+                            event.succeeded,
+                            event.failed,
+                            event.skipped,
+                            event.duration_seconds,
+                        )
+                for message in events_codec.pack([encoder.encode(event) for event in batch], per_message):
+                    yield message
         finally:
             self.active -= 1
 

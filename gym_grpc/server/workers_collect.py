@@ -40,6 +40,7 @@ from gym_grpc.server.status import streaming
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 64
+WORKER_EVENTS_PER_MESSAGE = 64  # the front asks its workers for batched events (it unpacks them)
 
 
 class WorkerLostError(GymError):
@@ -166,8 +167,9 @@ class CollectFront(Front):
         if not live:
             raise WorkerLostError("no worker process is running: restart the server")
         try:
-            async for event in _Collection(self, plan, live).events():
-                yield event
+            async for batch in _Collection(self, plan, live).batches(plan.max_events_per_message):
+                for message in events_codec.pack(batch, plan.max_events_per_message):
+                    yield message
         except WorkerAnswerError as answer:
             await answer.abort(context)
 
@@ -210,7 +212,12 @@ class _Collection:
             if not share:
                 continue
             mine = set().union(*(p.remaining for p in share.values()))
-            request = replace(self.plan, max_in_flight=in_flight, exclude_rollout_ids=frozenset(self.all_ids - mine))
+            request = replace(
+                self.plan,
+                max_in_flight=in_flight,
+                exclude_rollout_ids=frozenset(self.all_ids - mine),
+                max_events_per_message=WORKER_EVENTS_PER_MESSAGE,
+            )
             key = next(self.next_reader)
             reader = _Reader(worker, share)
             reader.task = asyncio.create_task(self._read(key, worker, events_codec.request_to_proto(request)))
@@ -219,9 +226,10 @@ class _Collection:
     async def _read(self, key: int, worker: int, request: Any) -> None:
         call = stubs.rollout_stub(self.front.channels[worker]).CollectRollouts(request)
         try:
-            async for event in call:
-                if event.WhichOneof("event") != "started":
-                    await self.queue.put((key, event))
+            async for message in call:
+                for event in events_codec.unpack(message):
+                    if event.WhichOneof("event") != "started":
+                        await self.queue.put((key, event))
             await self.queue.put((key, None))
         except asyncio.CancelledError:
             call.cancel()
@@ -274,43 +282,59 @@ class _Collection:
             part.failed += 1
         return True
 
-    async def events(self) -> AsyncIterator[Any]:
+    def _take(self, key: int, item: Any, beats: dict[int, Any]) -> list[Any]:
+        """What one item of the queue (a worker's event, its end, or its failure) makes the front send."""
+        reader = self.readers.get(key)
+        if reader is None:
+            return []
+        if item is None or isinstance(item, BaseException):
+            beats.pop(key, None)
+            if not isinstance(item, grpc.aio.AioRpcError):
+                del self.readers[key]
+                if item is not None:
+                    raise item
+            elif self.front.draining.is_set() or is_drain(item):
+                del self.readers[key]  # the others deliver what they have in flight; the stream ends drained
+            else:
+                WorkerAnswerError.check(item)
+                return self._lost(key, item)
+            return []
+        which = item.WhichOneof("event")
+        if which == "rollout":
+            if self._count(reader, item.rollout):
+                return [item]
+        elif which == "group_complete":
+            if reader.parts.pop(item.group_complete.group_id, None) is not None:
+                return [item]
+        elif which == "heartbeat":
+            beats[key] = item.heartbeat
+            return [events_codec.event_to_proto(_heartbeat(self.succeeded + self.failed, beats.values()))]
+        return []
+
+    async def batches(self, limit: int) -> AsyncIterator[list[Any]]:
+        """The collection's events as protos, in lists of those ready at the same moment (up to about `limit`; the
+        servicer's `pack` holds each message to it)."""
         t0 = time.perf_counter()
         plan = self.plan
         assert plan.tasks is not None
-        yield events_codec.event_to_proto(Started(self.collection_id, len(plan.tasks), self.total, plan.num_repeats))
+        yield [events_codec.event_to_proto(Started(self.collection_id, len(plan.tasks), self.total, plan.num_repeats))]
         parts = [(gid, _Part(task_index, rids)) for gid, task_index, rids in self.groups]
         self._deal(parts, self.live, max(1, math.ceil(self.in_flight / len(self.live))))
         beats: dict[int, Any] = {}
         try:
             while self.readers:
                 key, item = await self.queue.get()
-                reader = self.readers.get(key)
-                if reader is None:
-                    continue
-                if item is None or isinstance(item, BaseException):
-                    beats.pop(key, None)
-                    if not isinstance(item, grpc.aio.AioRpcError):
-                        del self.readers[key]
-                        if item is not None:
-                            raise item
-                    elif self.front.draining.is_set() or is_drain(item):
-                        del self.readers[key]  # the others deliver what they have in flight; the stream ends drained
-                    else:
-                        WorkerAnswerError.check(item)
-                        for event in self._lost(key, item):
-                            yield event
-                    continue
-                which = item.WhichOneof("event")
-                if which == "rollout":
-                    if self._count(reader, item.rollout):
-                        yield item
-                elif which == "group_complete":
-                    if reader.parts.pop(item.group_complete.group_id, None) is not None:
-                        yield item
-                elif which == "heartbeat":
-                    beats[key] = item.heartbeat
-                    yield events_codec.event_to_proto(_heartbeat(self.succeeded + self.failed, beats.values()))
+                out = self._take(key, item, beats)
+                try:
+                    while self.readers and len(out) < limit and not self.queue.empty():
+                        key, item = self.queue.get_nowait()
+                        out += self._take(key, item, beats)
+                except BaseException:
+                    if out:  # what was counted as delivered is sent before the stream fails
+                        yield out
+                    raise
+                if out:
+                    yield out
             delivered = self.succeeded + self.failed
             if delivered < self.total:
                 raise ServerDrainingError(
@@ -318,7 +342,7 @@ class _Collection:
                     "retry with the delivered rollout ids in exclude_rollout_ids to collect the rest"
                 )
             summary = Summary(self.succeeded, self.failed, self.skipped, self.metrics.stats(), time.perf_counter() - t0)
-            yield events_codec.event_to_proto(summary)
+            yield [events_codec.event_to_proto(summary)]
         finally:
             tasks = [r.task for r in self.readers.values() if r.task is not None]
             for task in tasks:

@@ -6,7 +6,7 @@ orjson; nothing here imports a pydantic model, so such a client starts fast)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -36,6 +36,9 @@ from gym_grpc.protocol.events import (
 if TYPE_CHECKING:
     from gym_grpc.protocol.types import ResponseCreateParams
 
+MAX_EVENTS_PER_MESSAGE = 1024  # the server's cap on a request's max_events_per_message
+BATCH_BYTES = 1 << 20  # a batch stops growing here (an event larger than this goes alone)
+
 
 def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
     """Decode and check a request; a bad field is an InvalidArgumentError that names it."""
@@ -53,6 +56,10 @@ def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
     for name in ("rollout_timeout_seconds", "heartbeat_interval_seconds"):
         if request.HasField(name) and not getattr(request, name) > 0:
             raise InvalidArgumentError.field(name, "must be > 0")
+    if request.max_events_per_message < 0:
+        raise InvalidArgumentError.field(
+            "max_events_per_message", f"must be >= 0, got {request.max_events_per_message}"
+        )
     tasks = None
     if source == "tasks":
         tasks = [task_codec.decode(t, f"tasks.tasks[{i}]") for i, t in enumerate(request.tasks.tasks)]
@@ -71,6 +78,7 @@ def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
         heartbeat_interval=(
             request.heartbeat_interval_seconds if request.HasField("heartbeat_interval_seconds") else None
         ),
+        max_events_per_message=min(request.max_events_per_message, MAX_EVENTS_PER_MESSAGE),
     )
 
 
@@ -88,6 +96,7 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
             else pb.ROLLOUT_VIEW_BASIC
         ),
         exclude_rollout_ids=sorted(request.exclude_rollout_ids),
+        max_events_per_message=request.max_events_per_message,
     )
     if request.tasks is not None:
         out.tasks.tasks.extend(task_codec.encode(t) for t in request.tasks)
@@ -100,6 +109,41 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
     if request.heartbeat_interval is not None:
         out.heartbeat_interval_seconds = request.heartbeat_interval
     return out
+
+
+def pack(events: Iterable[pb.CollectRolloutsResponse], limit: int) -> Iterator[pb.CollectRolloutsResponse]:
+    """The messages that carry `events`, in order, for a request's max_events_per_message (`limit`): each event alone
+    when `limit` is 0 or 1; else one `batch` per run of at most `limit` events and BATCH_BYTES (an event larger than
+    that goes alone), and a run of one as the event itself."""
+    if limit <= 1:
+        yield from events
+        return
+    run: list[pb.CollectRolloutsResponse] = []
+    size = 0
+    for event in events:
+        n = event.ByteSize()
+        if run and (len(run) == limit or size + n > BATCH_BYTES):
+            yield _batch(run)
+            run, size = [], 0
+        run.append(event)
+        size += n
+    if run:
+        yield _batch(run)
+
+
+def _batch(run: list[pb.CollectRolloutsResponse]) -> pb.CollectRolloutsResponse:
+    if len(run) == 1:
+        return run[0]
+    out = pb.CollectRolloutsResponse()
+    events = out.batch.events
+    for event in run:
+        events.add().CopyFrom(event)
+    return out
+
+
+def unpack(message: pb.CollectRolloutsResponse) -> Iterable[pb.CollectRolloutsResponse]:
+    """The events a message carries: those of a `batch`, or the message itself."""
+    return message.batch.events if message.WhichOneof("event") == "batch" else (message,)
 
 
 class EventEncoder:
@@ -209,6 +253,7 @@ def rows_request_to_proto(request: RowsRequest) -> pb.CollectRolloutsRequest:
         max_in_flight=request.max_in_flight,
         sampling=sampling,
         exclude_rollout_ids=sorted(request.exclude_rollout_ids),
+        max_events_per_message=request.max_events_per_message,
     )
     out.tasks.SetInParent()
     out.tasks.tasks.extend(task_pb2.Task(row_json=row.text) for row in request.rows)

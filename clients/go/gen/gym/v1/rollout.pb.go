@@ -1155,8 +1155,13 @@ type CollectRolloutsRequest struct {
 	ExcludeRolloutIds []string `protobuf:"bytes,10,rep,name=exclude_rollout_ids,json=excludeRolloutIds,proto3" json:"exclude_rollout_ids,omitempty"`
 	// Seconds of stream silence after which the server sends a heartbeat; absent means the server default.
 	HeartbeatIntervalSeconds *float64 `protobuf:"fixed64,11,opt,name=heartbeat_interval_seconds,json=heartbeatIntervalSeconds,proto3,oneof" json:"heartbeat_interval_seconds,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Send events that are ready at the same moment together, at most this many per message, in
+	// CollectRolloutsResponse.batch (and at most ~1 MiB per batch: a larger event goes alone). 0 or 1 (the default) means
+	// one event per message. It only changes the framing: the events, their order and their contents are the same.
+	// A client that sets it must unpack `batch`. It saves the per-message cost of gRPC on both sides at high rates.
+	MaxEventsPerMessage int32 `protobuf:"varint,12,opt,name=max_events_per_message,json=maxEventsPerMessage,proto3" json:"max_events_per_message,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CollectRolloutsRequest) Reset() {
@@ -1277,6 +1282,13 @@ func (x *CollectRolloutsRequest) GetHeartbeatIntervalSeconds() float64 {
 	return 0
 }
 
+func (x *CollectRolloutsRequest) GetMaxEventsPerMessage() int32 {
+	if x != nil {
+		return x.MaxEventsPerMessage
+	}
+	return 0
+}
+
 type isCollectRolloutsRequest_Source interface {
 	isCollectRolloutsRequest_Source()
 }
@@ -1295,6 +1307,52 @@ func (*CollectRolloutsRequest_Tasks) isCollectRolloutsRequest_Source() {}
 
 func (*CollectRolloutsRequest_Dataset) isCollectRolloutsRequest_Source() {}
 
+// Events sent in one message (CollectRolloutsRequest.max_events_per_message), in the order they happened.
+type EventBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events; none of them is itself a batch.
+	Events        []*CollectRolloutsResponse `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventBatch) Reset() {
+	*x = EventBatch{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventBatch) ProtoMessage() {}
+
+func (x *EventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
+func (*EventBatch) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EventBatch) GetEvents() []*CollectRolloutsResponse {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 // The first event of a collection.
 type CollectionStarted struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1312,7 +1370,7 @@ type CollectionStarted struct {
 
 func (x *CollectionStarted) Reset() {
 	*x = CollectionStarted{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[9]
+	mi := &file_gym_v1_rollout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1382,7 @@ func (x *CollectionStarted) String() string {
 func (*CollectionStarted) ProtoMessage() {}
 
 func (x *CollectionStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[9]
+	mi := &file_gym_v1_rollout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1395,7 @@ func (x *CollectionStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectionStarted.ProtoReflect.Descriptor instead.
 func (*CollectionStarted) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{9}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CollectionStarted) GetCollectionId() string {
@@ -1393,7 +1451,7 @@ type GroupComplete struct {
 
 func (x *GroupComplete) Reset() {
 	*x = GroupComplete{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[10]
+	mi := &file_gym_v1_rollout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1463,7 @@ func (x *GroupComplete) String() string {
 func (*GroupComplete) ProtoMessage() {}
 
 func (x *GroupComplete) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[10]
+	mi := &file_gym_v1_rollout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1476,7 @@ func (x *GroupComplete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupComplete.ProtoReflect.Descriptor instead.
 func (*GroupComplete) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{10}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GroupComplete) GetGroupId() string {
@@ -1485,7 +1543,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[11]
+	mi := &file_gym_v1_rollout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1555,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[11]
+	mi := &file_gym_v1_rollout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1568,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{11}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Heartbeat) GetCompleted() int32 {
@@ -1550,7 +1608,7 @@ type InFlightWait struct {
 
 func (x *InFlightWait) Reset() {
 	*x = InFlightWait{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[12]
+	mi := &file_gym_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1620,7 @@ func (x *InFlightWait) String() string {
 func (*InFlightWait) ProtoMessage() {}
 
 func (x *InFlightWait) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[12]
+	mi := &file_gym_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1633,7 @@ func (x *InFlightWait) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InFlightWait.ProtoReflect.Descriptor instead.
 func (*InFlightWait) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{12}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InFlightWait) GetOn() string {
@@ -1618,7 +1676,7 @@ type MetricStats struct {
 
 func (x *MetricStats) Reset() {
 	*x = MetricStats{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[13]
+	mi := &file_gym_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1688,7 @@ func (x *MetricStats) String() string {
 func (*MetricStats) ProtoMessage() {}
 
 func (x *MetricStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[13]
+	mi := &file_gym_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1701,7 @@ func (x *MetricStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricStats.ProtoReflect.Descriptor instead.
 func (*MetricStats) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{13}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MetricStats) GetCount() int32 {
@@ -1700,7 +1758,7 @@ type CollectionSummary struct {
 
 func (x *CollectionSummary) Reset() {
 	*x = CollectionSummary{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[14]
+	mi := &file_gym_v1_rollout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1770,7 @@ func (x *CollectionSummary) String() string {
 func (*CollectionSummary) ProtoMessage() {}
 
 func (x *CollectionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[14]
+	mi := &file_gym_v1_rollout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1783,7 @@ func (x *CollectionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectionSummary.ProtoReflect.Descriptor instead.
 func (*CollectionSummary) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{14}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CollectionSummary) GetSucceeded() int32 {
@@ -1775,6 +1833,7 @@ type CollectRolloutsResponse struct {
 	//	*CollectRolloutsResponse_GroupComplete
 	//	*CollectRolloutsResponse_Heartbeat
 	//	*CollectRolloutsResponse_Summary
+	//	*CollectRolloutsResponse_Batch
 	Event         isCollectRolloutsResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1782,7 +1841,7 @@ type CollectRolloutsResponse struct {
 
 func (x *CollectRolloutsResponse) Reset() {
 	*x = CollectRolloutsResponse{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[15]
+	mi := &file_gym_v1_rollout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1853,7 @@ func (x *CollectRolloutsResponse) String() string {
 func (*CollectRolloutsResponse) ProtoMessage() {}
 
 func (x *CollectRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[15]
+	mi := &file_gym_v1_rollout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1866,7 @@ func (x *CollectRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*CollectRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{15}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CollectRolloutsResponse) GetEvent() isCollectRolloutsResponse_Event {
@@ -1862,6 +1921,15 @@ func (x *CollectRolloutsResponse) GetSummary() *CollectionSummary {
 	return nil
 }
 
+func (x *CollectRolloutsResponse) GetBatch() *EventBatch {
+	if x != nil {
+		if x, ok := x.Event.(*CollectRolloutsResponse_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isCollectRolloutsResponse_Event interface {
 	isCollectRolloutsResponse_Event()
 }
@@ -1891,6 +1959,11 @@ type CollectRolloutsResponse_Summary struct {
 	Summary *CollectionSummary `protobuf:"bytes,5,opt,name=summary,proto3,oneof"`
 }
 
+type CollectRolloutsResponse_Batch struct {
+	// Several events at once; only when the request's max_events_per_message is above 1.
+	Batch *EventBatch `protobuf:"bytes,6,opt,name=batch,proto3,oneof"`
+}
+
 func (*CollectRolloutsResponse_Started) isCollectRolloutsResponse_Event() {}
 
 func (*CollectRolloutsResponse_Rollout) isCollectRolloutsResponse_Event() {}
@@ -1900,6 +1973,8 @@ func (*CollectRolloutsResponse_GroupComplete) isCollectRolloutsResponse_Event() 
 func (*CollectRolloutsResponse_Heartbeat) isCollectRolloutsResponse_Event() {}
 
 func (*CollectRolloutsResponse_Summary) isCollectRolloutsResponse_Event() {}
+
+func (*CollectRolloutsResponse_Batch) isCollectRolloutsResponse_Event() {}
 
 // How stale data is handled.
 type StalenessPolicy struct {
@@ -1915,7 +1990,7 @@ type StalenessPolicy struct {
 
 func (x *StalenessPolicy) Reset() {
 	*x = StalenessPolicy{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[16]
+	mi := &file_gym_v1_rollout_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2002,7 @@ func (x *StalenessPolicy) String() string {
 func (*StalenessPolicy) ProtoMessage() {}
 
 func (x *StalenessPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[16]
+	mi := &file_gym_v1_rollout_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2015,7 @@ func (x *StalenessPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StalenessPolicy.ProtoReflect.Descriptor instead.
 func (*StalenessPolicy) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{16}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StalenessPolicy) GetMaxPolicyLag() int64 {
@@ -1992,7 +2067,7 @@ type StreamOpen struct {
 
 func (x *StreamOpen) Reset() {
 	*x = StreamOpen{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[17]
+	mi := &file_gym_v1_rollout_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2079,7 @@ func (x *StreamOpen) String() string {
 func (*StreamOpen) ProtoMessage() {}
 
 func (x *StreamOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[17]
+	mi := &file_gym_v1_rollout_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2092,7 @@ func (x *StreamOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOpen.ProtoReflect.Descriptor instead.
 func (*StreamOpen) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{17}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StreamOpen) GetAgent() string {
@@ -2117,7 +2192,7 @@ type KeyedTask struct {
 
 func (x *KeyedTask) Reset() {
 	*x = KeyedTask{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[18]
+	mi := &file_gym_v1_rollout_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2204,7 @@ func (x *KeyedTask) String() string {
 func (*KeyedTask) ProtoMessage() {}
 
 func (x *KeyedTask) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[18]
+	mi := &file_gym_v1_rollout_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2217,7 @@ func (x *KeyedTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyedTask.ProtoReflect.Descriptor instead.
 func (*KeyedTask) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{18}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyedTask) GetTaskKey() string {
@@ -2170,7 +2245,7 @@ type StreamTasks struct {
 
 func (x *StreamTasks) Reset() {
 	*x = StreamTasks{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[19]
+	mi := &file_gym_v1_rollout_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2257,7 @@ func (x *StreamTasks) String() string {
 func (*StreamTasks) ProtoMessage() {}
 
 func (x *StreamTasks) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[19]
+	mi := &file_gym_v1_rollout_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2270,7 @@ func (x *StreamTasks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamTasks.ProtoReflect.Descriptor instead.
 func (*StreamTasks) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{19}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StreamTasks) GetTasks() []*KeyedTask {
@@ -2216,7 +2291,7 @@ type StreamCredit struct {
 
 func (x *StreamCredit) Reset() {
 	*x = StreamCredit{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[20]
+	mi := &file_gym_v1_rollout_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2303,7 @@ func (x *StreamCredit) String() string {
 func (*StreamCredit) ProtoMessage() {}
 
 func (x *StreamCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[20]
+	mi := &file_gym_v1_rollout_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2316,7 @@ func (x *StreamCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCredit.ProtoReflect.Descriptor instead.
 func (*StreamCredit) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{20}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StreamCredit) GetGroups() int32 {
@@ -2266,7 +2341,7 @@ type StreamPolicy struct {
 
 func (x *StreamPolicy) Reset() {
 	*x = StreamPolicy{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[21]
+	mi := &file_gym_v1_rollout_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2353,7 @@ func (x *StreamPolicy) String() string {
 func (*StreamPolicy) ProtoMessage() {}
 
 func (x *StreamPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[21]
+	mi := &file_gym_v1_rollout_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2366,7 @@ func (x *StreamPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamPolicy.ProtoReflect.Descriptor instead.
 func (*StreamPolicy) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{21}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StreamPolicy) GetVersion() int64 {
@@ -2319,7 +2394,7 @@ type StreamAck struct {
 
 func (x *StreamAck) Reset() {
 	*x = StreamAck{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[22]
+	mi := &file_gym_v1_rollout_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2406,7 @@ func (x *StreamAck) String() string {
 func (*StreamAck) ProtoMessage() {}
 
 func (x *StreamAck) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[22]
+	mi := &file_gym_v1_rollout_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2419,7 @@ func (x *StreamAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAck.ProtoReflect.Descriptor instead.
 func (*StreamAck) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{22}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StreamAck) GetIds() []string {
@@ -2365,7 +2440,7 @@ type StreamCancel struct {
 
 func (x *StreamCancel) Reset() {
 	*x = StreamCancel{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[23]
+	mi := &file_gym_v1_rollout_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2452,7 @@ func (x *StreamCancel) String() string {
 func (*StreamCancel) ProtoMessage() {}
 
 func (x *StreamCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[23]
+	mi := &file_gym_v1_rollout_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2465,7 @@ func (x *StreamCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCancel.ProtoReflect.Descriptor instead.
 func (*StreamCancel) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{23}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StreamCancel) GetTaskKeys() []string {
@@ -2421,7 +2496,7 @@ type StreamRolloutsRequest struct {
 
 func (x *StreamRolloutsRequest) Reset() {
 	*x = StreamRolloutsRequest{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[24]
+	mi := &file_gym_v1_rollout_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2508,7 @@ func (x *StreamRolloutsRequest) String() string {
 func (*StreamRolloutsRequest) ProtoMessage() {}
 
 func (x *StreamRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[24]
+	mi := &file_gym_v1_rollout_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2521,7 @@ func (x *StreamRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*StreamRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{24}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamRolloutsRequest) GetMessage() isStreamRolloutsRequest_Message {
@@ -2573,7 +2648,7 @@ type StreamOpened struct {
 
 func (x *StreamOpened) Reset() {
 	*x = StreamOpened{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[25]
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2660,7 @@ func (x *StreamOpened) String() string {
 func (*StreamOpened) ProtoMessage() {}
 
 func (x *StreamOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[25]
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2673,7 @@ func (x *StreamOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOpened.ProtoReflect.Descriptor instead.
 func (*StreamOpened) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{25}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamOpened) GetStreamId() string {
@@ -2646,7 +2721,7 @@ type RolloutGroup struct {
 
 func (x *RolloutGroup) Reset() {
 	*x = RolloutGroup{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2733,7 @@ func (x *RolloutGroup) String() string {
 func (*RolloutGroup) ProtoMessage() {}
 
 func (x *RolloutGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +2746,7 @@ func (x *RolloutGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutGroup.ProtoReflect.Descriptor instead.
 func (*RolloutGroup) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{26}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RolloutGroup) GetGroupId() string {
@@ -2727,7 +2802,7 @@ type GroupDropped struct {
 
 func (x *GroupDropped) Reset() {
 	*x = GroupDropped{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2814,7 @@ func (x *GroupDropped) String() string {
 func (*GroupDropped) ProtoMessage() {}
 
 func (x *GroupDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2827,7 @@ func (x *GroupDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDropped.ProtoReflect.Descriptor instead.
 func (*GroupDropped) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{27}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GroupDropped) GetGroupId() string {
@@ -2832,7 +2907,7 @@ type StreamHeartbeat struct {
 
 func (x *StreamHeartbeat) Reset() {
 	*x = StreamHeartbeat{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2844,7 +2919,7 @@ func (x *StreamHeartbeat) String() string {
 func (*StreamHeartbeat) ProtoMessage() {}
 
 func (x *StreamHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2857,7 +2932,7 @@ func (x *StreamHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHeartbeat.ProtoReflect.Descriptor instead.
 func (*StreamHeartbeat) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{28}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StreamHeartbeat) GetCreditsAvailable() int32 {
@@ -2929,7 +3004,7 @@ type StreamSummary struct {
 
 func (x *StreamSummary) Reset() {
 	*x = StreamSummary{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3016,7 @@ func (x *StreamSummary) String() string {
 func (*StreamSummary) ProtoMessage() {}
 
 func (x *StreamSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3029,7 @@ func (x *StreamSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSummary.ProtoReflect.Descriptor instead.
 func (*StreamSummary) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{29}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StreamSummary) GetSucceeded() int32 {
@@ -3041,7 +3116,7 @@ type StreamRolloutsResponse struct {
 
 func (x *StreamRolloutsResponse) Reset() {
 	*x = StreamRolloutsResponse{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	mi := &file_gym_v1_rollout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3053,7 +3128,7 @@ func (x *StreamRolloutsResponse) String() string {
 func (*StreamRolloutsResponse) ProtoMessage() {}
 
 func (x *StreamRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	mi := &file_gym_v1_rollout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3066,7 +3141,7 @@ func (x *StreamRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*StreamRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{30}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StreamRolloutsResponse) GetMessage() isStreamRolloutsResponse_Message {
@@ -3205,7 +3280,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[31]
+	mi := &file_gym_v1_rollout_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3217,7 +3292,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[31]
+	mi := &file_gym_v1_rollout_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3230,7 +3305,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{31}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StreamError) GetMessageIndex() int64 {
@@ -3330,7 +3405,7 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x13_min_policy_versionB\x15\n" +
 	"\x13_max_policy_version\".\n" +
 	"\bTaskList\x12\"\n" +
-	"\x05tasks\x18\x01 \x03(\v2\f.gym.v1.TaskR\x05tasks\"\xb0\x04\n" +
+	"\x05tasks\x18\x01 \x03(\v2\f.gym.v1.TaskR\x05tasks\"\xe5\x04\n" +
 	"\x16CollectRolloutsRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12(\n" +
 	"\x05tasks\x18\x02 \x01(\v2\x10.gym.v1.TaskListH\x00R\x05tasks\x12\x1a\n" +
@@ -3344,11 +3419,15 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x04view\x18\t \x01(\x0e2\x13.gym.v1.RolloutViewR\x04view\x12.\n" +
 	"\x13exclude_rollout_ids\x18\n" +
 	" \x03(\tR\x11excludeRolloutIds\x12A\n" +
-	"\x1aheartbeat_interval_seconds\x18\v \x01(\x01H\x03R\x18heartbeatIntervalSeconds\x88\x01\x01B\b\n" +
+	"\x1aheartbeat_interval_seconds\x18\v \x01(\x01H\x03R\x18heartbeatIntervalSeconds\x88\x01\x01\x123\n" +
+	"\x16max_events_per_message\x18\f \x01(\x05R\x13maxEventsPerMessageB\b\n" +
 	"\x06sourceB\b\n" +
 	"\x06_limitB\x1a\n" +
 	"\x18_rollout_timeout_secondsB\x1d\n" +
-	"\x1b_heartbeat_interval_seconds\"\xa1\x01\n" +
+	"\x1b_heartbeat_interval_seconds\"E\n" +
+	"\n" +
+	"EventBatch\x127\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.gym.v1.CollectRolloutsResponseR\x06events\"\xa1\x01\n" +
 	"\x11CollectionStarted\x12#\n" +
 	"\rcollection_id\x18\x01 \x01(\tR\fcollectionId\x12\x1f\n" +
 	"\vtotal_tasks\x18\x02 \x01(\x05R\n" +
@@ -3390,13 +3469,14 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x10duration_seconds\x18\x05 \x01(\x01R\x0fdurationSeconds\x1aO\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12)\n" +
-	"\x05value\x18\x02 \x01(\v2\x13.gym.v1.MetricStatsR\x05value:\x028\x01\"\xb0\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x13.gym.v1.MetricStatsR\x05value:\x028\x01\"\xdc\x02\n" +
 	"\x17CollectRolloutsResponse\x125\n" +
 	"\astarted\x18\x01 \x01(\v2\x19.gym.v1.CollectionStartedH\x00R\astarted\x12+\n" +
 	"\arollout\x18\x02 \x01(\v2\x0f.gym.v1.RolloutH\x00R\arollout\x12>\n" +
 	"\x0egroup_complete\x18\x03 \x01(\v2\x15.gym.v1.GroupCompleteH\x00R\rgroupComplete\x121\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x11.gym.v1.HeartbeatH\x00R\theartbeat\x125\n" +
-	"\asummary\x18\x05 \x01(\v2\x19.gym.v1.CollectionSummaryH\x00R\asummaryB\a\n" +
+	"\asummary\x18\x05 \x01(\v2\x19.gym.v1.CollectionSummaryH\x00R\asummary\x12*\n" +
+	"\x05batch\x18\x06 \x01(\v2\x12.gym.v1.EventBatchH\x00R\x05batchB\a\n" +
 	"\x05event\"\x80\x01\n" +
 	"\x0fStalenessPolicy\x12)\n" +
 	"\x0emax_policy_lag\x18\x01 \x01(\x03H\x00R\fmaxPolicyLag\x88\x01\x01\x12/\n" +
@@ -3546,7 +3626,7 @@ func file_gym_v1_rollout_proto_rawDescGZIP() []byte {
 }
 
 var file_gym_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_gym_v1_rollout_proto_goTypes = []any{
 	(FailureKind)(0),                // 0: gym.v1.FailureKind
 	(RolloutView)(0),                // 1: gym.v1.RolloutView
@@ -3563,99 +3643,102 @@ var file_gym_v1_rollout_proto_goTypes = []any{
 	(*Rollout)(nil),                 // 12: gym.v1.Rollout
 	(*TaskList)(nil),                // 13: gym.v1.TaskList
 	(*CollectRolloutsRequest)(nil),  // 14: gym.v1.CollectRolloutsRequest
-	(*CollectionStarted)(nil),       // 15: gym.v1.CollectionStarted
-	(*GroupComplete)(nil),           // 16: gym.v1.GroupComplete
-	(*Heartbeat)(nil),               // 17: gym.v1.Heartbeat
-	(*InFlightWait)(nil),            // 18: gym.v1.InFlightWait
-	(*MetricStats)(nil),             // 19: gym.v1.MetricStats
-	(*CollectionSummary)(nil),       // 20: gym.v1.CollectionSummary
-	(*CollectRolloutsResponse)(nil), // 21: gym.v1.CollectRolloutsResponse
-	(*StalenessPolicy)(nil),         // 22: gym.v1.StalenessPolicy
-	(*StreamOpen)(nil),              // 23: gym.v1.StreamOpen
-	(*KeyedTask)(nil),               // 24: gym.v1.KeyedTask
-	(*StreamTasks)(nil),             // 25: gym.v1.StreamTasks
-	(*StreamCredit)(nil),            // 26: gym.v1.StreamCredit
-	(*StreamPolicy)(nil),            // 27: gym.v1.StreamPolicy
-	(*StreamAck)(nil),               // 28: gym.v1.StreamAck
-	(*StreamCancel)(nil),            // 29: gym.v1.StreamCancel
-	(*StreamRolloutsRequest)(nil),   // 30: gym.v1.StreamRolloutsRequest
-	(*StreamOpened)(nil),            // 31: gym.v1.StreamOpened
-	(*RolloutGroup)(nil),            // 32: gym.v1.RolloutGroup
-	(*GroupDropped)(nil),            // 33: gym.v1.GroupDropped
-	(*StreamHeartbeat)(nil),         // 34: gym.v1.StreamHeartbeat
-	(*StreamSummary)(nil),           // 35: gym.v1.StreamSummary
-	(*StreamRolloutsResponse)(nil),  // 36: gym.v1.StreamRolloutsResponse
-	(*StreamError)(nil),             // 37: gym.v1.StreamError
-	nil,                             // 38: gym.v1.Rollout.MetricsEntry
-	nil,                             // 39: gym.v1.CollectionSummary.MetricsEntry
-	nil,                             // 40: gym.v1.StreamSummary.MetricsEntry
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
-	(*ResponseCreateParams)(nil),    // 42: gym.v1.ResponseCreateParams
-	(*Response)(nil),                // 43: gym.v1.Response
-	(*status.Status)(nil),           // 44: google.rpc.Status
-	(*Task)(nil),                    // 45: gym.v1.Task
-	(*MetricValue)(nil),             // 46: gym.v1.MetricValue
+	(*EventBatch)(nil),              // 15: gym.v1.EventBatch
+	(*CollectionStarted)(nil),       // 16: gym.v1.CollectionStarted
+	(*GroupComplete)(nil),           // 17: gym.v1.GroupComplete
+	(*Heartbeat)(nil),               // 18: gym.v1.Heartbeat
+	(*InFlightWait)(nil),            // 19: gym.v1.InFlightWait
+	(*MetricStats)(nil),             // 20: gym.v1.MetricStats
+	(*CollectionSummary)(nil),       // 21: gym.v1.CollectionSummary
+	(*CollectRolloutsResponse)(nil), // 22: gym.v1.CollectRolloutsResponse
+	(*StalenessPolicy)(nil),         // 23: gym.v1.StalenessPolicy
+	(*StreamOpen)(nil),              // 24: gym.v1.StreamOpen
+	(*KeyedTask)(nil),               // 25: gym.v1.KeyedTask
+	(*StreamTasks)(nil),             // 26: gym.v1.StreamTasks
+	(*StreamCredit)(nil),            // 27: gym.v1.StreamCredit
+	(*StreamPolicy)(nil),            // 28: gym.v1.StreamPolicy
+	(*StreamAck)(nil),               // 29: gym.v1.StreamAck
+	(*StreamCancel)(nil),            // 30: gym.v1.StreamCancel
+	(*StreamRolloutsRequest)(nil),   // 31: gym.v1.StreamRolloutsRequest
+	(*StreamOpened)(nil),            // 32: gym.v1.StreamOpened
+	(*RolloutGroup)(nil),            // 33: gym.v1.RolloutGroup
+	(*GroupDropped)(nil),            // 34: gym.v1.GroupDropped
+	(*StreamHeartbeat)(nil),         // 35: gym.v1.StreamHeartbeat
+	(*StreamSummary)(nil),           // 36: gym.v1.StreamSummary
+	(*StreamRolloutsResponse)(nil),  // 37: gym.v1.StreamRolloutsResponse
+	(*StreamError)(nil),             // 38: gym.v1.StreamError
+	nil,                             // 39: gym.v1.Rollout.MetricsEntry
+	nil,                             // 40: gym.v1.CollectionSummary.MetricsEntry
+	nil,                             // 41: gym.v1.StreamSummary.MetricsEntry
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(*ResponseCreateParams)(nil),    // 43: gym.v1.ResponseCreateParams
+	(*Response)(nil),                // 44: gym.v1.Response
+	(*status.Status)(nil),           // 45: google.rpc.Status
+	(*Task)(nil),                    // 46: gym.v1.Task
+	(*MetricValue)(nil),             // 47: gym.v1.MetricValue
 }
 var file_gym_v1_rollout_proto_depIdxs = []int32{
 	2,  // 0: gym.v1.TrainingSegment.kind:type_name -> gym.v1.SegmentKind
 	6,  // 1: gym.v1.TrainingView.segments:type_name -> gym.v1.TrainingSegment
 	7,  // 2: gym.v1.TrainingView.prefix_violation:type_name -> gym.v1.PrefixViolation
-	41, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
-	42, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
-	43, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
-	38, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
+	42, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
+	43, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
+	44, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
+	39, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
 	10, // 7: gym.v1.Rollout.timing:type_name -> gym.v1.RolloutTiming
 	11, // 8: gym.v1.Rollout.stats:type_name -> gym.v1.RolloutStats
-	44, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
+	45, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
 	0,  // 10: gym.v1.Rollout.failure_kind:type_name -> gym.v1.FailureKind
 	8,  // 11: gym.v1.Rollout.training_view:type_name -> gym.v1.TrainingView
-	45, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
+	46, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
 	13, // 13: gym.v1.CollectRolloutsRequest.tasks:type_name -> gym.v1.TaskList
 	9,  // 14: gym.v1.CollectRolloutsRequest.sampling:type_name -> gym.v1.SamplingParams
 	1,  // 15: gym.v1.CollectRolloutsRequest.view:type_name -> gym.v1.RolloutView
-	18, // 16: gym.v1.Heartbeat.waits:type_name -> gym.v1.InFlightWait
-	39, // 17: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
-	15, // 18: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
-	12, // 19: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
-	16, // 20: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
-	17, // 21: gym.v1.CollectRolloutsResponse.heartbeat:type_name -> gym.v1.Heartbeat
-	20, // 22: gym.v1.CollectRolloutsResponse.summary:type_name -> gym.v1.CollectionSummary
-	4,  // 23: gym.v1.StalenessPolicy.action:type_name -> gym.v1.StalenessAction
-	9,  // 24: gym.v1.StreamOpen.sampling:type_name -> gym.v1.SamplingParams
-	1,  // 25: gym.v1.StreamOpen.view:type_name -> gym.v1.RolloutView
-	22, // 26: gym.v1.StreamOpen.staleness:type_name -> gym.v1.StalenessPolicy
-	3,  // 27: gym.v1.StreamOpen.delivery:type_name -> gym.v1.DeliveryMode
-	45, // 28: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
-	24, // 29: gym.v1.StreamTasks.tasks:type_name -> gym.v1.KeyedTask
-	23, // 30: gym.v1.StreamRolloutsRequest.open:type_name -> gym.v1.StreamOpen
-	25, // 31: gym.v1.StreamRolloutsRequest.tasks:type_name -> gym.v1.StreamTasks
-	26, // 32: gym.v1.StreamRolloutsRequest.credit:type_name -> gym.v1.StreamCredit
-	27, // 33: gym.v1.StreamRolloutsRequest.policy:type_name -> gym.v1.StreamPolicy
-	28, // 34: gym.v1.StreamRolloutsRequest.ack:type_name -> gym.v1.StreamAck
-	29, // 35: gym.v1.StreamRolloutsRequest.cancel:type_name -> gym.v1.StreamCancel
-	12, // 36: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
-	5,  // 37: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
-	40, // 38: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
-	31, // 39: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
-	12, // 40: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
-	32, // 41: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
-	33, // 42: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
-	34, // 43: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
-	35, // 44: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
-	37, // 45: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
-	44, // 46: gym.v1.StreamError.status:type_name -> google.rpc.Status
-	46, // 47: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
-	19, // 48: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	19, // 49: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	14, // 50: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
-	30, // 51: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
-	21, // 52: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
-	36, // 53: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
-	52, // [52:54] is the sub-list for method output_type
-	50, // [50:52] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	22, // 16: gym.v1.EventBatch.events:type_name -> gym.v1.CollectRolloutsResponse
+	19, // 17: gym.v1.Heartbeat.waits:type_name -> gym.v1.InFlightWait
+	40, // 18: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
+	16, // 19: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
+	12, // 20: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
+	17, // 21: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
+	18, // 22: gym.v1.CollectRolloutsResponse.heartbeat:type_name -> gym.v1.Heartbeat
+	21, // 23: gym.v1.CollectRolloutsResponse.summary:type_name -> gym.v1.CollectionSummary
+	15, // 24: gym.v1.CollectRolloutsResponse.batch:type_name -> gym.v1.EventBatch
+	4,  // 25: gym.v1.StalenessPolicy.action:type_name -> gym.v1.StalenessAction
+	9,  // 26: gym.v1.StreamOpen.sampling:type_name -> gym.v1.SamplingParams
+	1,  // 27: gym.v1.StreamOpen.view:type_name -> gym.v1.RolloutView
+	23, // 28: gym.v1.StreamOpen.staleness:type_name -> gym.v1.StalenessPolicy
+	3,  // 29: gym.v1.StreamOpen.delivery:type_name -> gym.v1.DeliveryMode
+	46, // 30: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
+	25, // 31: gym.v1.StreamTasks.tasks:type_name -> gym.v1.KeyedTask
+	24, // 32: gym.v1.StreamRolloutsRequest.open:type_name -> gym.v1.StreamOpen
+	26, // 33: gym.v1.StreamRolloutsRequest.tasks:type_name -> gym.v1.StreamTasks
+	27, // 34: gym.v1.StreamRolloutsRequest.credit:type_name -> gym.v1.StreamCredit
+	28, // 35: gym.v1.StreamRolloutsRequest.policy:type_name -> gym.v1.StreamPolicy
+	29, // 36: gym.v1.StreamRolloutsRequest.ack:type_name -> gym.v1.StreamAck
+	30, // 37: gym.v1.StreamRolloutsRequest.cancel:type_name -> gym.v1.StreamCancel
+	12, // 38: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
+	5,  // 39: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
+	41, // 40: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
+	32, // 41: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
+	12, // 42: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
+	33, // 43: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
+	34, // 44: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
+	35, // 45: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
+	36, // 46: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
+	38, // 47: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
+	45, // 48: gym.v1.StreamError.status:type_name -> google.rpc.Status
+	47, // 49: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
+	20, // 50: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	20, // 51: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	14, // 52: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
+	31, // 53: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
+	22, // 54: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
+	37, // 55: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
+	54, // [54:56] is the sub-list for method output_type
+	52, // [52:54] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_gym_v1_rollout_proto_init() }
@@ -3672,17 +3755,18 @@ func file_gym_v1_rollout_proto_init() {
 		(*CollectRolloutsRequest_Tasks)(nil),
 		(*CollectRolloutsRequest_Dataset)(nil),
 	}
-	file_gym_v1_rollout_proto_msgTypes[10].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[15].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[11].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[16].OneofWrappers = []any{
 		(*CollectRolloutsResponse_Started)(nil),
 		(*CollectRolloutsResponse_Rollout)(nil),
 		(*CollectRolloutsResponse_GroupComplete)(nil),
 		(*CollectRolloutsResponse_Heartbeat)(nil),
 		(*CollectRolloutsResponse_Summary)(nil),
+		(*CollectRolloutsResponse_Batch)(nil),
 	}
-	file_gym_v1_rollout_proto_msgTypes[16].OneofWrappers = []any{}
 	file_gym_v1_rollout_proto_msgTypes[17].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[24].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[18].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[25].OneofWrappers = []any{
 		(*StreamRolloutsRequest_Open)(nil),
 		(*StreamRolloutsRequest_Tasks)(nil),
 		(*StreamRolloutsRequest_Credit)(nil),
@@ -3690,10 +3774,10 @@ func file_gym_v1_rollout_proto_init() {
 		(*StreamRolloutsRequest_Ack)(nil),
 		(*StreamRolloutsRequest_Cancel)(nil),
 	}
-	file_gym_v1_rollout_proto_msgTypes[25].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[27].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[26].OneofWrappers = []any{}
 	file_gym_v1_rollout_proto_msgTypes[28].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[30].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[29].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[31].OneofWrappers = []any{
 		(*StreamRolloutsResponse_Opened)(nil),
 		(*StreamRolloutsResponse_Rollout)(nil),
 		(*StreamRolloutsResponse_Group)(nil),
@@ -3708,7 +3792,7 @@ func file_gym_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gym_v1_rollout_proto_rawDesc), len(file_gym_v1_rollout_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,199 @@
+"""CollectRollouts' `max_events_per_message`: events ready at the same moment share a message (`batch`). Same events,
+same order, same contents as one per message; a client that does not ask gets no batch. Against a real in-process
+grpc.aio server on port 0 (one process and the `--workers` front)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from test_collect_rollouts import config, policy, task
+
+from gym_grpc._proto.gym.v1 import rollout_pb2, rollout_pb2_grpc
+from gym_grpc.protocol.codec import events as events_codec
+from gym_grpc.protocol.codec import task as task_codec
+from gym_grpc.protocol.types import ResponseCreateParams
+from gym_grpc.server.app import GymServer
+from gym_grpc.server.runtime import Runtime
+from gym_grpc.testing.scripted import ScriptedModel
+
+
+class HeldModel:
+    """The scripted policy behind a gate, so a test can let many rollouts finish at the same moment."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.inner = ScriptedModel([policy])
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def create(self, params: ResponseCreateParams, *, sticky_key: str | None = None) -> Any:
+        self.waiting += 1
+        try:
+            await self.gate.wait()
+        finally:
+            self.waiting -= 1
+        return await self.inner.create(params, sticky_key=sticky_key)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def until(check: Callable[[], bool], limit: float = 10.0) -> None:
+    for _ in range(int(limit / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the state was not reached")
+
+
+def request(n: int, per_message: int, **fields: Any) -> rollout_pb2.CollectRolloutsRequest:
+    tasks = [task_codec.encode(task(f"add {i}")) for i in range(n)]
+    return rollout_pb2.CollectRolloutsRequest(
+        agent="agent",
+        tasks=rollout_pb2.TaskList(tasks=tasks),
+        max_in_flight=n,
+        max_events_per_message=per_message,
+        **fields,
+    )
+
+
+async def messages(port: int, req: rollout_pb2.CollectRolloutsRequest, model: HeldModel | None = None) -> list[Any]:
+    """Every message of the stream; with `model`, its gate opens once every rollout waits on its first call."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = rollout_pb2_grpc.RolloutServiceStub(channel).CollectRollouts(req)
+        if model is not None:
+            first = await call.read()
+            await until(lambda: model.waiting == len(req.tasks.tasks))
+            model.gate.set()
+            out = [first]
+            while (m := await call.read()) is not grpc.aio.EOF:
+                out.append(m)
+            return out
+        return [m async for m in call]
+
+
+def flat(received: list[Any]) -> list[Any]:
+    return [e for m in received for e in events_codec.unpack(m)]
+
+
+def kinds(events: list[Any]) -> list[str]:
+    return [e.WhichOneof("event") for e in events]
+
+
+def check_order(events: list[Any], n: int) -> None:
+    """Started first, summary last, each rollout once, each group's completion right after its (only) rollout."""
+    assert kinds(events)[0] == "started" and kinds(events)[-1] == "summary"
+    body = [e for e in events[1:-1] if e.WhichOneof("event") != "heartbeat"]
+    assert len(body) == 2 * n
+    for rollout, done in zip(body[::2], body[1::2], strict=True):
+        assert rollout.WhichOneof("event") == "rollout" and done.WhichOneof("event") == "group_complete"
+        assert done.group_complete.group_id == rollout.rollout.group_id
+    assert len({e.rollout.rollout_id for e in body[::2]}) == n
+
+
+@pytest.fixture
+async def held() -> Any:
+    model = HeldModel()
+    cfg = config()
+    gym = GymServer(cfg, Runtime(cfg, models={"m": model}))
+    await gym.start("127.0.0.1", 0)
+    yield gym, model
+    await gym.stop(0)
+
+
+async def test_ready_events_share_a_message_and_unpack_to_the_same_events(held: Any) -> None:
+    gym, model = held
+    received = await messages(gym.port, request(12, 64), model)
+    batches = [m for m in received if m.WhichOneof("event") == "batch"]
+    assert batches, "twelve rollouts released at once were sent one per message"
+    assert len(received) < 1 + 2 * 12 + 1
+    for b in batches:
+        assert len(b.batch.events) >= 2
+        assert all(e.WhichOneof("event") != "batch" for e in b.batch.events)
+    events = flat(received)
+    check_order(events, 12)
+    # the same events as unbatched framing, rollout for rollout (ids, rewards, items)
+    model.gate.clear()
+    plain = flat(await messages(gym.port, request(12, 1), model))
+    assert all(m.WhichOneof("event") != "batch" for m in plain)
+    check_order(plain, 12)
+
+    def by_id(evs: list[Any]) -> dict[str, Any]:
+        out = {}
+        for e in evs:
+            if e.WhichOneof("event") == "rollout":
+                r = rollout_pb2.Rollout()
+                r.CopyFrom(e.rollout)
+                r.ClearField("timing")
+                r.response.ClearField("id")
+                r.response.ClearField("created_at")
+                out[r.rollout_id] = r
+        return out
+
+    one, other = by_id(events), by_id(plain)
+    assert one.keys() == other.keys()
+    for rid, r in one.items():
+        assert r.reward == other[rid].reward
+        assert [i.WhichOneof("item") for i in r.response.output] == [
+            i.WhichOneof("item") for i in other[rid].response.output
+        ]
+
+
+async def test_a_batch_holds_at_most_the_asked_number_of_events(held: Any) -> None:
+    gym, model = held
+    received = await messages(gym.port, request(12, 3), model)
+    assert any(m.WhichOneof("event") == "batch" for m in received)
+    assert all(len(m.batch.events) <= 3 for m in received)
+    check_order(flat(received), 12)
+
+
+@pytest.mark.parametrize("per_message", [0, 1])
+async def test_no_batch_unless_asked(held: Any, per_message: int) -> None:
+    gym, model = held
+    received = await messages(gym.port, request(8, per_message), model)
+    assert all(m.WhichOneof("event") != "batch" for m in received)
+    check_order(received, 8)
+
+
+async def test_a_negative_count_is_invalid_argument_naming_the_field(held: Any) -> None:
+    gym, _ = held
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await messages(gym.port, request(1, -2))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(err.value)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    next(d for d in status.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
+    assert bad.field_violations[0].field == "max_events_per_message"
+
+
+def big_rollout(n: int, size: int) -> rollout_pb2.CollectRolloutsResponse:
+    event = rollout_pb2.CollectRolloutsResponse()
+    event.rollout.rollout_id = f"r{n}"
+    event.rollout.task_extra_json = "x" * size
+    return event
+
+
+def test_pack_keeps_order_and_splits_at_the_byte_budget() -> None:
+    third = events_codec.BATCH_BYTES // 3
+    events = [big_rollout(i, third) for i in range(5)] + [big_rollout(5, 2 * events_codec.BATCH_BYTES)]
+    out = list(events_codec.pack(events, 64))
+    # two fit in the budget, a third would not; the oversized event goes alone, as itself
+    assert [len(m.batch.events) if m.WhichOneof("event") == "batch" else 1 for m in out] == [2, 2, 1, 1]
+    assert out[-1].WhichOneof("event") == "rollout"
+    assert [e.rollout.rollout_id for m in out for e in events_codec.unpack(m)] == [f"r{i}" for i in range(6)]
+    assert all(m.ByteSize() <= events_codec.BATCH_BYTES + 64 for m in out[:-1])
+    assert list(events_codec.pack(events, 1)) == events  # one per message: the events themselves
+
+
+def test_pack_holds_each_batch_to_the_count() -> None:
+    events = [big_rollout(i, 10) for i in range(7)]
+    out = list(events_codec.pack(events, 3))
+    assert [len(m.batch.events) if m.WhichOneof("event") == "batch" else 1 for m in out] == [3, 3, 1]
