@@ -28,7 +28,7 @@ from gym_grpc._proto.gym.v1 import (
 )
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import ConfigError
-from gym_grpc.server import telemetry
+from gym_grpc.server import heap, telemetry
 from gym_grpc.server.auth import AuthInterceptor
 from gym_grpc.server.reflection import enable_server_reflection
 from gym_grpc.server.runtime import Runtime
@@ -135,6 +135,7 @@ async def serve(config: GymConfig, host: str | None = None, port: int | None = N
     """Run until SIGINT/SIGTERM, then drain within the configured grace period."""
     server = GymServer(config)
     await server.start(host, port)
+    heap.settle()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

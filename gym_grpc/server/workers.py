@@ -115,6 +115,7 @@ async def serve_workers(
 ) -> None:
     """Run the front and its workers until SIGINT/SIGTERM, then drain within the configured grace period."""
     from gym_grpc._proto.gym.v1 import rollout_pb2, rollout_pb2_grpc
+    from gym_grpc.server import heap
     from gym_grpc.server.app import bind
     from gym_grpc.server.auth import AuthInterceptor
     from gym_grpc.server.status import DecodeGuard
@@ -142,6 +143,7 @@ async def serve_workers(
         for name in (service, ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gym-grpc serving on %s:%d with %d workers", address_host, bound, workers)
+        heap.settle()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
