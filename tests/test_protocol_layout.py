@@ -40,6 +40,7 @@ RANKS = {
     "params": 2,
     "items": 1,
     "fields": 0,
+    "framing": 0,
 }
 DOMAIN = {"types", "rollouts", "events", "streams", "training", "task_file"}
 

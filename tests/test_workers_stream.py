@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import pytest
 from test_stream_rollouts import collect, groups, row, until
 from test_workers import SHAPES, serve, stop, worker_pids
 
-from gym_grpc._proto.gym.v1 import rollout_pb2
+from gym_grpc._proto.gym.v1 import rollout_pb2, task_pb2
 from gym_grpc.client import GymClient
 from gym_grpc.client.stream import (
     Dropped,
@@ -316,3 +317,66 @@ async def test_a_trainer_that_goes_away_cancels_the_model_calls(model: ModelServ
         if proc.returncode is None:
             proc.kill()
     assert model.script.in_flight == 0
+
+
+async def stream_all(stub: Any, per_batch: int, tasks: list[dict[str, Any]]) -> list[Any]:
+    """Every message of a stream that runs `tasks` (groups of one, all granted at once) and half-closes once every
+    group arrived."""
+    from gym_grpc.protocol.codec import stream as stream_codec
+
+    keyed = [
+        rollout_pb2.KeyedTask(task_key=f"k{i}", task=task_pb2.Task(row_json=json.dumps(t))) for i, t in enumerate(tasks)
+    ]
+    requests: asyncio.Queue[Any] = asyncio.Queue()
+    for message in (
+        rollout_pb2.StreamRolloutsRequest(
+            open=rollout_pb2.StreamOpen(agent="weather_simple_agent", max_messages_per_batch=per_batch)
+        ),
+        rollout_pb2.StreamRolloutsRequest(tasks=rollout_pb2.StreamTasks(tasks=keyed)),
+        rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=len(tasks))),
+    ):
+        requests.put_nowait(message)
+
+    async def trainer() -> AsyncIterator[Any]:
+        while (message := await requests.get()) is not None:
+            yield message
+
+    out: list[Any] = []
+    delivered = 0
+    async for message in stub.StreamRollouts(trainer()):
+        out.append(message)
+        delivered += sum(m.WhichOneof("message") == "group" for m in stream_codec.unpack(message))
+        if delivered == len(tasks):
+            delivered = -1
+            requests.put_nowait(None)
+    return out
+
+
+@pytest.mark.parametrize("workers", SHAPES)
+async def test_batched_stream_framing_carries_the_same_messages(model: ModelServer, workers: int) -> None:
+    """open.max_messages_per_batch: batches only when asked, never nested, at most the asked count; unpacked, the same
+    groups as the unbatched stream (one process and the front alike)."""
+    from gym_grpc.protocol.codec import stream as stream_codec
+
+    proc, target = await serve(model.base_url, workers)
+    tasks = [row(f"What is the weather in city {i}?") for i in range(20)]
+    framings: dict[int, list[Any]] = {}
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = stubs.rollout_stub(channel)
+            for per_batch in (0, 4):
+                framings[per_batch] = await stream_all(stub, per_batch, tasks)
+    finally:
+        assert await stop(proc) == 0
+    assert all(m.WhichOneof("message") != "batch" for m in framings[0])
+    batches = [m.batch for m in framings[4] if m.WhichOneof("message") == "batch"]
+    assert all(2 <= len(b.messages) <= 4 for b in batches)
+    assert all(m.WhichOneof("message") != "batch" for b in batches for m in b.messages)
+
+    def delivered(received: list[Any]) -> dict[str, list[float]]:
+        flat = [m for r in received for m in stream_codec.unpack(r) if m.WhichOneof("message") != "heartbeat"]
+        kinds = [m.WhichOneof("message") for m in flat]
+        assert kinds == ["opened", *["group"] * 20, "summary"], kinds
+        return {m.group.task_key: [r.rollout_id for r in m.group.rollouts] for m in flat[1:-1]}
+
+    assert delivered(framings[0]) == delivered(framings[4])

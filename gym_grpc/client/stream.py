@@ -18,6 +18,8 @@ async with GymClient("127.0.0.1:50051") as client:
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import grpc
 
 from gym_grpc.protocol.codec import task as task_codec
-from gym_grpc.protocol.codec.stream import server_message_from_proto, trainer_message_to_proto
+from gym_grpc.protocol.codec.stream import server_message_from_proto, trainer_message_to_proto, unpack
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.streams import (
     Ack,
@@ -60,6 +62,8 @@ __all__ = [
     "StreamSummary",
 ]
 
+MESSAGES_PER_BATCH = 64  # what a stream asks for when its options leave max_messages_per_batch at 0
+
 
 class RolloutStream:
     """One open StreamRollouts call. Iterate it for the server's messages (the `opened` answer is in `.opened`)."""
@@ -69,12 +73,15 @@ class RolloutStream:
         self.opened: Opened | None = None
         self.summary: StreamSummary | None = None
         self._lock = asyncio.Lock()
+        self._received: collections.deque[Any] = collections.deque()  # the rest of a `batch` being read
 
     @property
     def resume_token(self) -> str:
         return self.opened.resume_token if self.opened else ""
 
     async def _start(self, options: StreamOptions) -> None:
+        if not options.max_messages_per_batch:  # batches are unpacked here: callers see one message at a time
+            options = dataclasses.replace(options, max_messages_per_batch=MESSAGES_PER_BATCH)
         await self._send(options)
         first = await self._read()
         if not isinstance(first, Opened):
@@ -85,8 +92,17 @@ class RolloutStream:
         async with self._lock:  # one write at a time, as grpc.aio requires
             await self._call.write(trainer_message_to_proto(message))
 
+    async def _read_raw(self) -> Any:
+        """The next server message as a proto (a `batch` unpacked), or grpc.aio.EOF."""
+        if not self._received:
+            raw = await self._call.read()
+            if raw is grpc.aio.EOF:
+                return raw
+            self._received.extend(unpack(raw))
+        return self._received.popleft()
+
     async def _read(self) -> ServerMessage | None:
-        raw = await self._call.read()
+        raw = await self._read_raw()
         if raw is grpc.aio.EOF:
             return None
         return server_message_from_proto(raw)
@@ -125,10 +141,33 @@ class RolloutStream:
         """The server's messages as `StreamRolloutsResponse` protos, undecoded (for writers that keep the wire form,
         and for benchmarks of the stream itself)."""
         while True:
-            message = await self._call.read()
+            message = await self._read_raw()
             if message is grpc.aio.EOF:
                 return
             yield message
+
+    async def raw_batches(self) -> AsyncIterator[list[Any]]:
+        """The same protos in lists of those the server sent together (what was ready at the same moment), so a trainer
+        can answer a list with one `ack` and one `credit` instead of one of each per group."""
+        while True:
+            if self._received:
+                batch = list(self._received)
+                self._received.clear()
+            else:
+                raw = await self._call.read()
+                if raw is grpc.aio.EOF:
+                    return
+                batch = list(unpack(raw))
+            yield batch
+
+    async def batches(self) -> AsyncIterator[list[ServerMessage]]:
+        """`raw_batches`, decoded (the summary is kept in `.summary` as with iteration)."""
+        async for raw in self.raw_batches():
+            batch = [server_message_from_proto(m) for m in raw]
+            for message in batch:
+                if isinstance(message, StreamSummary):
+                    self.summary = message
+            yield batch
 
     def __aiter__(self) -> AsyncIterator[ServerMessage]:
         return self._messages()

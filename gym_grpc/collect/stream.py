@@ -421,18 +421,21 @@ class StreamSession:
         stopping = self.finishing or self.draining.is_set()
         return stopping and not self.groups and not self._outbox
 
-    async def messages(self, attachment: int = 1) -> AsyncIterator[ServerMessage]:
-        """What to send to the call that owns `attachment`, in order; heartbeats when idle; the summary last. Ends
-        quietly when a resume took the stream over; raises ServerDrainingError when the server drains (after what
-        was running has been sent)."""
+    async def batches(self, attachment: int, limit: int) -> AsyncIterator[list[ServerMessage]]:
+        """What to send to the call that owns `attachment`, in order, in lists of those ready at the same moment (at
+        most `limit`, at least one, each); heartbeats when idle; the summary last. Ends quietly when a resume took the
+        stream over; raises ServerDrainingError when the server drains (after what was running has been sent)."""
         interval = self.options.heartbeat_interval or self.limits.heartbeat_interval
         while True:
             if attachment != self.attachment:
                 return  # a newer call owns the stream now
             if self._outbox:
-                message = self._outbox.popleft()
-                self._sent(message)
-                yield message
+                batch: list[ServerMessage] = []
+                while self._outbox and len(batch) < max(limit, 1):
+                    message = self._outbox.popleft()
+                    self._sent(message)
+                    batch.append(message)
+                yield batch
                 continue
             if self.done:
                 if self.draining.is_set() and not self.finishing:
@@ -440,13 +443,13 @@ class StreamSession:
                         f"the server is draining: stream {self.stream_id} delivered what was running; "
                         "open a new stream elsewhere and send the tasks not yet delivered"
                     )
-                yield self.summary()
+                yield [self.summary()]
                 return
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
             except TimeoutError:
-                yield self.heartbeat()
+                yield [self.heartbeat()]
 
     # --- attach, detach, close -------------------------------------------------------------------------------------
 

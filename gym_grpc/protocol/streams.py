@@ -41,6 +41,7 @@ class StreamOptions:
     heartbeat_interval: float | None = None
     resume_token: str = ""
     policy_version: int | None = None
+    max_messages_per_batch: int = 0  # messages ready together share a message (`batch`); 0 or 1: one per message
 
 
 @dataclass(frozen=True)

@@ -157,22 +157,22 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         self, request_iterator: AsyncIterator[rollout_pb2.StreamRolloutsRequest], context: Ctx
     ) -> AsyncIterator[rollout_pb2.StreamRolloutsResponse]:
         requests = aiter(request_iterator)
-        session, attachment = await self._open(await anext(requests, None))
+        session, attachment, per_batch = await self._open(await anext(requests, None))
         encoder = stream_codec.ServerEncoder(session.options.view)
         yield encoder.encode(session.opened(resumed=attachment > 1))
         reader = asyncio.create_task(self._read(requests, session, attachment, context))
         finished = False
         try:
-            async for message in session.messages(attachment):
-                if isinstance(message, streams.RolloutDelivered):
-                    telemetry.observe(message.rollout)
-                elif isinstance(message, streams.GroupDelivered):
-                    for rollout in message.rollouts:
-                        telemetry.observe(rollout)
-                status = (
-                    status_proto(message.error) if isinstance(message, streams.Rejected) and message.error else None
-                )
-                yield encoder.encode(message, status)
+            async for batch in session.batches(attachment, per_batch):
+                for message in batch:
+                    if isinstance(message, streams.RolloutDelivered):
+                        telemetry.observe(message.rollout)
+                    elif isinstance(message, streams.GroupDelivered):
+                        for rollout in message.rollouts:
+                            telemetry.observe(rollout)
+                encoded = [encoder.encode(m, _status_of(m)) for m in batch]
+                for out in stream_codec.pack(encoded, per_batch):
+                    yield out
             finished = True
         except ServerDrainingError:
             finished = True
@@ -181,20 +181,22 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
             reader.cancel()
             await self.runtime.streams.release(session, attachment, finished=finished)
 
-    async def _open(self, first: Any) -> tuple[StreamSession, int]:
+    async def _open(self, first: Any) -> tuple[StreamSession, int, int]:
+        """The stream the call's `open` names (a new one, or the one a resume token names), the call's attachment and
+        its framing (`max_messages_per_batch`)."""
         if first is None or isinstance(first, Undecodable) or first.WhichOneof("message") != "open":
             raise FailedPreconditionError.field("open", "the first message of a stream must be `open`")
         options = stream_codec.trainer_message_from_proto(first)
         assert isinstance(options, streams.StreamOptions)
         if options.resume_token:
-            return self.runtime.streams.resume(options.resume_token)
+            return *self.runtime.streams.resume(options.resume_token), options.max_messages_per_batch
         if self.runtime.draining.is_set():
             raise ServerDrainingError("the server is draining and takes no new streams")
         agent = self.runtime.agent(options.agent)
         session = StreamSession(agent, options, self.runtime.stream_limits(), self.runtime.draining)
         self.runtime.streams.add(session)
         log.info("stream %s for %s: groups of %d", session.stream_id, options.agent, options.num_repeats)
-        return session, session.attachment
+        return session, session.attachment, options.max_messages_per_batch
 
     @staticmethod
     async def _read(requests: AsyncIterator[Any], session: StreamSession, attachment: int, context: Ctx) -> None:
@@ -218,3 +220,8 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         await asyncio.sleep(HALF_CLOSE_GRACE)
         if attachment == session.attachment:
             session.finish()
+
+
+def _status_of(message: streams.ServerMessage) -> Any:
+    """The google.rpc.Status proto of a rejected trainer message (None for every other message)."""
+    return status_proto(message.error) if isinstance(message, streams.Rejected) and message.error else None

@@ -47,6 +47,7 @@ from gym_grpc.server.status import Undecodable, status_proto, streaming
 from gym_grpc.server.workers_collect import Front, WorkerAnswerError, WorkerLostError, is_drain
 from gym_grpc.server.workers_stream_state import END, StreamState, Worker
 
+WORKER_MESSAGES_PER_BATCH = 64  # the front asks its workers for batched messages (it unpacks them)
 HALF_CLOSE_GRACE = 0.5  # seconds: how long the end of a trainer's requests waits to be told apart from a lost call
 
 
@@ -90,8 +91,9 @@ class StreamFront(Front):
         trainer = asyncio.create_task(session.read_trainer(requests, attachment))
         finished = False
         try:
-            async for message in session.messages(attachment):
-                yield message
+            async for batch in session.batches(attachment, options.max_messages_per_batch):
+                for message in stream_codec.pack(batch, options.max_messages_per_batch):
+                    yield message
             finished = True
         except WorkerAnswerError as answer:
             finished = True
@@ -121,7 +123,7 @@ class _Session(StreamState):
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        opened = replace(self.options, max_groups_running=0)
+        opened = replace(self.options, max_groups_running=0, max_messages_per_batch=WORKER_MESSAGES_PER_BATCH)
         for w, worker in self.workers.items():
             worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(opened))
             self.tasks.append(asyncio.create_task(self._write(worker)))
@@ -176,8 +178,8 @@ class _Session(StreamState):
 
     async def _read_worker(self, w: int, call: Any) -> None:
         try:
-            async for message in call:
-                self.inbox.append((w, message))
+            async for received in call:
+                self.inbox.extend((w, message) for message in stream_codec.unpack(received))
                 self.wake.set()
             self.inbox.append((w, None))
         except asyncio.CancelledError:
@@ -209,16 +211,24 @@ class _Session(StreamState):
                 return message
         return None
 
-    async def messages(self, attachment: int) -> AsyncIterator[Any]:
-        """What the call that owns `attachment` sends: `opened`, the results, heartbeats when idle, the summary."""
+    async def batches(self, attachment: int, limit: int) -> AsyncIterator[list[Any]]:
+        """What the call that owns `attachment` sends: `opened`, the results, heartbeats when idle, the summary; as
+        protos, in lists of those ready at the same moment, at most `limit` (at least one) each."""
         resumed = attachment > 1
-        yield self.encoder.encode(streams.Opened(self.stream_id, self.resume_token, resumed, self.version))
+        yield [self.encoder.encode(streams.Opened(self.stream_id, self.resume_token, resumed, self.version))]
         interval = self.options.heartbeat_interval or self.config.server.heartbeat_interval
         while attachment == self.attachment:
-            message = self._next()
-            if message is not None:
-                self.keep(message)
-                yield message
+            batch: list[Any] = []
+            try:
+                while len(batch) < max(limit, 1) and (message := self._next()) is not None:
+                    self.keep(message)
+                    batch.append(message)
+            except BaseException:
+                if batch:  # what was taken is sent before the stream fails
+                    yield batch
+                raise
+            if batch:
+                yield batch
                 continue
             if not self.open_workers:
                 if not self.finishing:
@@ -226,14 +236,14 @@ class _Session(StreamState):
                         f"the server is draining: stream {self.stream_id} delivered what was running; "
                         "open a new stream elsewhere and send the tasks not yet delivered"
                     )
-                yield self.encoder.encode(self.summary())
+                yield [self.encoder.encode(self.summary())]
                 return
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), interval)
             except TimeoutError:
                 self.evict(time.monotonic())
-                yield self.encoder.encode(self.heartbeat())
+                yield [self.encoder.encode(self.heartbeat())]
 
     async def close(self) -> None:
         """Cancel the workers' streams (the workers close their sessions) and forget everything."""

@@ -11,6 +11,7 @@ A codec calls only the families below it, so a rollout goes down through protoco
             params                                        request params, tools, tool choice
               items                                       input/output items, content parts
                 fields                                    the lossless JSON field reader (`extra_json`)
+    framing                                               messages ready together sent as one `batch` (both RPCs)
 
 The server encodes a finished rollout with `events.EventEncoder` -> `rollout.encode` (params once per task) ->
 `response.encode` -> `items`; `gym-grpc collect` writes its record with `events.record_event_from_proto` ->

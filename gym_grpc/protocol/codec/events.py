@@ -14,6 +14,7 @@ import orjson
 from gym_grpc._proto.gym.v1 import responses_pb2, task_pb2
 from gym_grpc._proto.gym.v1 import rollout_pb2 as pb
 from gym_grpc.errors import InvalidArgumentError
+from gym_grpc.protocol.codec import framing
 from gym_grpc.protocol.codec import params as params_codec
 from gym_grpc.protocol.codec import rollout as rollout_codec
 from gym_grpc.protocol.codec import task as task_codec
@@ -35,9 +36,6 @@ from gym_grpc.protocol.events import (
 
 if TYPE_CHECKING:
     from gym_grpc.protocol.types import ResponseCreateParams
-
-MAX_EVENTS_PER_MESSAGE = 1024  # the server's cap on a request's max_events_per_message
-BATCH_BYTES = 1 << 20  # a batch stops growing here (an event larger than this goes alone)
 
 
 def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
@@ -78,7 +76,7 @@ def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
         heartbeat_interval=(
             request.heartbeat_interval_seconds if request.HasField("heartbeat_interval_seconds") else None
         ),
-        max_events_per_message=min(request.max_events_per_message, MAX_EVENTS_PER_MESSAGE),
+        max_events_per_message=min(request.max_events_per_message, framing.MAX_PER_MESSAGE),
     )
 
 
@@ -112,28 +110,11 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
 
 
 def pack(events: Iterable[pb.CollectRolloutsResponse], limit: int) -> Iterator[pb.CollectRolloutsResponse]:
-    """The messages that carry `events`, in order, for a request's max_events_per_message (`limit`): each event alone
-    when `limit` is 0 or 1; else one `batch` per run of at most `limit` events and BATCH_BYTES (an event larger than
-    that goes alone), and a run of one as the event itself."""
-    if limit <= 1:
-        yield from events
-        return
-    run: list[pb.CollectRolloutsResponse] = []
-    size = 0
-    for event in events:
-        n = event.ByteSize()
-        if run and (len(run) == limit or size + n > BATCH_BYTES):
-            yield _batch(run)
-            run, size = [], 0
-        run.append(event)
-        size += n
-    if run:
-        yield _batch(run)
+    """The messages that carry `events` for a request's max_events_per_message (`limit`): `framing.pack`."""
+    return framing.pack(events, limit, _batch)
 
 
 def _batch(run: list[pb.CollectRolloutsResponse]) -> pb.CollectRolloutsResponse:
-    if len(run) == 1:
-        return run[0]
     out = pb.CollectRolloutsResponse()
     events = out.batch.events
     for event in run:

@@ -3,13 +3,14 @@ go through the rollout family (`codec/rollout.py`), tasks through the task famil
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from google.rpc import status_pb2
 
 from gym_grpc._proto.gym.v1 import rollout_pb2 as pb
 from gym_grpc.errors import InvalidArgumentError
+from gym_grpc.protocol.codec import framing
 from gym_grpc.protocol.codec import rollout as rollout_codec
 from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.codec.task import sampling_from_proto, sampling_to_proto, stats_to_proto
@@ -70,8 +71,11 @@ def _inverse(table: Mapping[K, int], value: int, default: K) -> K:
 
 def options_from_proto(m: pb.StreamOpen) -> StreamOptions:
     """Decode and check `open`; a bad field is an InvalidArgumentError naming it (`open.<field>`)."""
-    if m.resume_token:
-        return StreamOptions(resume_token=m.resume_token)
+    if m.max_messages_per_batch < 0:
+        raise InvalidArgumentError.field("open.max_messages_per_batch", f"must be >= 0, got {m.max_messages_per_batch}")
+    per_batch = min(m.max_messages_per_batch, framing.MAX_PER_MESSAGE)
+    if m.resume_token:  # framing is the call's own, also on a resume
+        return StreamOptions(resume_token=m.resume_token, max_messages_per_batch=per_batch)
     if not m.agent:
         raise InvalidArgumentError.field("open.agent", "required: the agent instance to run")
     if m.num_repeats < 0:
@@ -104,13 +108,15 @@ def options_from_proto(m: pb.StreamOpen) -> StreamOptions:
         drop_uniform_groups=m.drop_uniform_groups,
         heartbeat_interval=m.heartbeat_interval_seconds if m.HasField("heartbeat_interval_seconds") else None,
         policy_version=m.policy_version if m.HasField("policy_version") else None,
+        max_messages_per_batch=per_batch,
     )
 
 
 def options_to_proto(o: StreamOptions) -> pb.StreamOpen:
     if o.resume_token:
-        return pb.StreamOpen(resume_token=o.resume_token)
+        return pb.StreamOpen(resume_token=o.resume_token, max_messages_per_batch=o.max_messages_per_batch)
     out = pb.StreamOpen(
+        max_messages_per_batch=o.max_messages_per_batch,
         agent=o.agent,
         num_repeats=o.num_repeats,
         sampling=sampling_to_proto(o.sampling),
@@ -241,6 +247,24 @@ class ServerEncoder:
             else:
                 out.error.status.code, out.error.status.message = m.code, m.message
         return out
+
+
+def pack(messages: Iterable[pb.StreamRolloutsResponse], limit: int) -> Iterator[pb.StreamRolloutsResponse]:
+    """The messages that carry `messages` for `open.max_messages_per_batch` (`limit`): `framing.pack`."""
+    return framing.pack(messages, limit, _batch)
+
+
+def _batch(run: list[pb.StreamRolloutsResponse]) -> pb.StreamRolloutsResponse:
+    out = pb.StreamRolloutsResponse()
+    messages = out.batch.messages
+    for message in run:
+        messages.add().CopyFrom(message)
+    return out
+
+
+def unpack(message: pb.StreamRolloutsResponse) -> Iterable[pb.StreamRolloutsResponse]:
+    """The messages a message carries: those of a `batch`, or the message itself."""
+    return message.batch.messages if message.WhichOneof("message") == "batch" else (message,)
 
 
 def server_message_from_proto(m: pb.StreamRolloutsResponse) -> ServerMessage:

@@ -1006,6 +1006,7 @@ class StreamOpen(google.protobuf.message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: builtins.int
     RESUME_TOKEN_FIELD_NUMBER: builtins.int
     POLICY_VERSION_FIELD_NUMBER: builtins.int
+    MAX_MESSAGES_PER_BATCH_FIELD_NUMBER: builtins.int
     agent: builtins.str
     """The agent instance name."""
     num_repeats: builtins.int
@@ -1030,6 +1031,12 @@ class StreamOpen(google.protobuf.message.Message):
     """Re-attach to a stream opened earlier (the token from its StreamOpened); every other field is then ignored."""
     policy_version: builtins.int
     """The policy version in force from the start; absent means no version."""
+    max_messages_per_batch: builtins.int
+    """Send messages that are ready at the same moment together, at most this many per message, in
+    StreamRolloutsResponse.batch (and at most ~1 MiB per batch: a larger message goes alone). 0 or 1 (the default)
+    means one message per message. It only changes this call's framing (it applies on a resume too): the messages,
+    their order and contents are the same. A trainer that sets it must unpack `batch`.
+    """
     @property
     def sampling(self) -> global___SamplingParams:
         """Sampling overrides applied to every task."""
@@ -1053,9 +1060,10 @@ class StreamOpen(google.protobuf.message.Message):
         heartbeat_interval_seconds: builtins.float | None = ...,
         resume_token: builtins.str = ...,
         policy_version: builtins.int | None = ...,
+        max_messages_per_batch: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_policy_version", b"_policy_version", "_rollout_timeout_seconds", b"_rollout_timeout_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "policy_version", b"policy_version", "rollout_timeout_seconds", b"rollout_timeout_seconds", "sampling", b"sampling", "staleness", b"staleness"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_policy_version", b"_policy_version", "_rollout_timeout_seconds", b"_rollout_timeout_seconds", "agent", b"agent", "delivery", b"delivery", "drop_uniform_groups", b"drop_uniform_groups", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "max_groups_running", b"max_groups_running", "num_repeats", b"num_repeats", "policy_version", b"policy_version", "resume_token", b"resume_token", "rollout_timeout_seconds", b"rollout_timeout_seconds", "sampling", b"sampling", "staleness", b"staleness", "view", b"view"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_policy_version", b"_policy_version", "_rollout_timeout_seconds", b"_rollout_timeout_seconds", "agent", b"agent", "delivery", b"delivery", "drop_uniform_groups", b"drop_uniform_groups", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "max_groups_running", b"max_groups_running", "max_messages_per_batch", b"max_messages_per_batch", "num_repeats", b"num_repeats", "policy_version", b"policy_version", "resume_token", b"resume_token", "rollout_timeout_seconds", b"rollout_timeout_seconds", "sampling", b"sampling", "staleness", b"staleness", "view", b"view"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds"]) -> typing.Literal["heartbeat_interval_seconds"] | None: ...
     @typing.overload
@@ -1489,6 +1497,7 @@ class StreamRolloutsResponse(google.protobuf.message.Message):
     HEARTBEAT_FIELD_NUMBER: builtins.int
     SUMMARY_FIELD_NUMBER: builtins.int
     ERROR_FIELD_NUMBER: builtins.int
+    BATCH_FIELD_NUMBER: builtins.int
     @property
     def opened(self) -> global___StreamOpened:
         """The answer to `open`."""
@@ -1517,6 +1526,10 @@ class StreamRolloutsResponse(google.protobuf.message.Message):
     def error(self) -> global___StreamError:
         """A trainer message was rejected (a duplicate task key, a version going backwards, ...); the stream goes on."""
 
+    @property
+    def batch(self) -> global___StreamBatch:
+        """Several messages at once; only when `open.max_messages_per_batch` is above 1."""
+
     def __init__(
         self,
         *,
@@ -1527,12 +1540,33 @@ class StreamRolloutsResponse(google.protobuf.message.Message):
         heartbeat: global___StreamHeartbeat | None = ...,
         summary: global___StreamSummary | None = ...,
         error: global___StreamError | None = ...,
+        batch: global___StreamBatch | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["dropped", b"dropped", "error", b"error", "group", b"group", "heartbeat", b"heartbeat", "message", b"message", "opened", b"opened", "rollout", b"rollout", "summary", b"summary"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["dropped", b"dropped", "error", b"error", "group", b"group", "heartbeat", b"heartbeat", "message", b"message", "opened", b"opened", "rollout", b"rollout", "summary", b"summary"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["opened", "rollout", "group", "dropped", "heartbeat", "summary", "error"] | None: ...
+    def HasField(self, field_name: typing.Literal["batch", b"batch", "dropped", b"dropped", "error", b"error", "group", b"group", "heartbeat", b"heartbeat", "message", b"message", "opened", b"opened", "rollout", b"rollout", "summary", b"summary"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["batch", b"batch", "dropped", b"dropped", "error", b"error", "group", b"group", "heartbeat", b"heartbeat", "message", b"message", "opened", b"opened", "rollout", b"rollout", "summary", b"summary"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["opened", "rollout", "group", "dropped", "heartbeat", "summary", "error", "batch"] | None: ...
 
 global___StreamRolloutsResponse = StreamRolloutsResponse
+
+@typing.final
+class StreamBatch(google.protobuf.message.Message):
+    """Server messages sent as one (StreamOpen.max_messages_per_batch), in the order they happened."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: builtins.int
+    @property
+    def messages(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___StreamRolloutsResponse]:
+        """The messages; none of them is itself a batch."""
+
+    def __init__(
+        self,
+        *,
+        messages: collections.abc.Iterable[global___StreamRolloutsResponse] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["messages", b"messages"]) -> None: ...
+
+global___StreamBatch = StreamBatch
 
 @typing.final
 class StreamError(google.protobuf.message.Message):

@@ -2061,8 +2061,13 @@ type StreamOpen struct {
 	ResumeToken string `protobuf:"bytes,11,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	// The policy version in force from the start; absent means no version.
 	PolicyVersion *int64 `protobuf:"varint,12,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Send messages that are ready at the same moment together, at most this many per message, in
+	// StreamRolloutsResponse.batch (and at most ~1 MiB per batch: a larger message goes alone). 0 or 1 (the default)
+	// means one message per message. It only changes this call's framing (it applies on a resume too): the messages,
+	// their order and contents are the same. A trainer that sets it must unpack `batch`.
+	MaxMessagesPerBatch int32 `protobuf:"varint,13,opt,name=max_messages_per_batch,json=maxMessagesPerBatch,proto3" json:"max_messages_per_batch,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *StreamOpen) Reset() {
@@ -2175,6 +2180,13 @@ func (x *StreamOpen) GetResumeToken() string {
 func (x *StreamOpen) GetPolicyVersion() int64 {
 	if x != nil && x.PolicyVersion != nil {
 		return *x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *StreamOpen) GetMaxMessagesPerBatch() int32 {
+	if x != nil {
+		return x.MaxMessagesPerBatch
 	}
 	return 0
 }
@@ -3109,6 +3121,7 @@ type StreamRolloutsResponse struct {
 	//	*StreamRolloutsResponse_Heartbeat
 	//	*StreamRolloutsResponse_Summary
 	//	*StreamRolloutsResponse_Error
+	//	*StreamRolloutsResponse_Batch
 	Message       isStreamRolloutsResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3214,6 +3227,15 @@ func (x *StreamRolloutsResponse) GetError() *StreamError {
 	return nil
 }
 
+func (x *StreamRolloutsResponse) GetBatch() *StreamBatch {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsResponse_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isStreamRolloutsResponse_Message interface {
 	isStreamRolloutsResponse_Message()
 }
@@ -3253,6 +3275,11 @@ type StreamRolloutsResponse_Error struct {
 	Error *StreamError `protobuf:"bytes,7,opt,name=error,proto3,oneof"`
 }
 
+type StreamRolloutsResponse_Batch struct {
+	// Several messages at once; only when `open.max_messages_per_batch` is above 1.
+	Batch *StreamBatch `protobuf:"bytes,8,opt,name=batch,proto3,oneof"`
+}
+
 func (*StreamRolloutsResponse_Opened) isStreamRolloutsResponse_Message() {}
 
 func (*StreamRolloutsResponse_Rollout) isStreamRolloutsResponse_Message() {}
@@ -3267,6 +3294,54 @@ func (*StreamRolloutsResponse_Summary) isStreamRolloutsResponse_Message() {}
 
 func (*StreamRolloutsResponse_Error) isStreamRolloutsResponse_Message() {}
 
+func (*StreamRolloutsResponse_Batch) isStreamRolloutsResponse_Message() {}
+
+// Server messages sent as one (StreamOpen.max_messages_per_batch), in the order they happened.
+type StreamBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages; none of them is itself a batch.
+	Messages      []*StreamRolloutsResponse `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamBatch) Reset() {
+	*x = StreamBatch{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamBatch) ProtoMessage() {}
+
+func (x *StreamBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamBatch.ProtoReflect.Descriptor instead.
+func (*StreamBatch) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *StreamBatch) GetMessages() []*StreamRolloutsResponse {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 // A rejected trainer message: nothing of it was applied, and nothing else on the stream changed.
 type StreamError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3280,7 +3355,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[32]
+	mi := &file_gym_v1_rollout_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3367,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[32]
+	mi := &file_gym_v1_rollout_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3380,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{32}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StreamError) GetMessageIndex() int64 {
@@ -3481,7 +3556,7 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x0fStalenessPolicy\x12)\n" +
 	"\x0emax_policy_lag\x18\x01 \x01(\x03H\x00R\fmaxPolicyLag\x88\x01\x01\x12/\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x17.gym.v1.StalenessActionR\x06actionB\x11\n" +
-	"\x0f_max_policy_lag\"\x84\x05\n" +
+	"\x0f_max_policy_lag\"\xb9\x05\n" +
 	"\n" +
 	"StreamOpen\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
@@ -3497,7 +3572,8 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x1aheartbeat_interval_seconds\x18\n" +
 	" \x01(\x01H\x01R\x18heartbeatIntervalSeconds\x88\x01\x01\x12!\n" +
 	"\fresume_token\x18\v \x01(\tR\vresumeToken\x12*\n" +
-	"\x0epolicy_version\x18\f \x01(\x03H\x02R\rpolicyVersion\x88\x01\x01B\x1a\n" +
+	"\x0epolicy_version\x18\f \x01(\x03H\x02R\rpolicyVersion\x88\x01\x01\x123\n" +
+	"\x16max_messages_per_batch\x18\r \x01(\x05R\x13maxMessagesPerBatchB\x1a\n" +
 	"\x18_rollout_timeout_secondsB\x1d\n" +
 	"\x1b_heartbeat_interval_secondsB\x11\n" +
 	"\x0f_policy_version\"H\n" +
@@ -3565,7 +3641,7 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\x13peak_groups_running\x18\t \x01(\x05R\x11peakGroupsRunning\x1aO\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12)\n" +
-	"\x05value\x18\x02 \x01(\v2\x13.gym.v1.MetricStatsR\x05value:\x028\x01\"\xf9\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x13.gym.v1.MetricStatsR\x05value:\x028\x01\"\xa6\x03\n" +
 	"\x16StreamRolloutsResponse\x12.\n" +
 	"\x06opened\x18\x01 \x01(\v2\x14.gym.v1.StreamOpenedH\x00R\x06opened\x12+\n" +
 	"\arollout\x18\x02 \x01(\v2\x0f.gym.v1.RolloutH\x00R\arollout\x12,\n" +
@@ -3573,8 +3649,11 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\adropped\x18\x04 \x01(\v2\x14.gym.v1.GroupDroppedH\x00R\adropped\x127\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x17.gym.v1.StreamHeartbeatH\x00R\theartbeat\x121\n" +
 	"\asummary\x18\x06 \x01(\v2\x15.gym.v1.StreamSummaryH\x00R\asummary\x12+\n" +
-	"\x05error\x18\a \x01(\v2\x13.gym.v1.StreamErrorH\x00R\x05errorB\t\n" +
-	"\amessage\"^\n" +
+	"\x05error\x18\a \x01(\v2\x13.gym.v1.StreamErrorH\x00R\x05error\x12+\n" +
+	"\x05batch\x18\b \x01(\v2\x13.gym.v1.StreamBatchH\x00R\x05batchB\t\n" +
+	"\amessage\"I\n" +
+	"\vStreamBatch\x12:\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1e.gym.v1.StreamRolloutsResponseR\bmessages\"^\n" +
 	"\vStreamError\x12#\n" +
 	"\rmessage_index\x18\x01 \x01(\x03R\fmessageIndex\x12*\n" +
 	"\x06status\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x06status*c\n" +
@@ -3626,7 +3705,7 @@ func file_gym_v1_rollout_proto_rawDescGZIP() []byte {
 }
 
 var file_gym_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_gym_v1_rollout_proto_goTypes = []any{
 	(FailureKind)(0),                // 0: gym.v1.FailureKind
 	(RolloutView)(0),                // 1: gym.v1.RolloutView
@@ -3666,37 +3745,38 @@ var file_gym_v1_rollout_proto_goTypes = []any{
 	(*StreamHeartbeat)(nil),         // 35: gym.v1.StreamHeartbeat
 	(*StreamSummary)(nil),           // 36: gym.v1.StreamSummary
 	(*StreamRolloutsResponse)(nil),  // 37: gym.v1.StreamRolloutsResponse
-	(*StreamError)(nil),             // 38: gym.v1.StreamError
-	nil,                             // 39: gym.v1.Rollout.MetricsEntry
-	nil,                             // 40: gym.v1.CollectionSummary.MetricsEntry
-	nil,                             // 41: gym.v1.StreamSummary.MetricsEntry
-	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
-	(*ResponseCreateParams)(nil),    // 43: gym.v1.ResponseCreateParams
-	(*Response)(nil),                // 44: gym.v1.Response
-	(*status.Status)(nil),           // 45: google.rpc.Status
-	(*Task)(nil),                    // 46: gym.v1.Task
-	(*MetricValue)(nil),             // 47: gym.v1.MetricValue
+	(*StreamBatch)(nil),             // 38: gym.v1.StreamBatch
+	(*StreamError)(nil),             // 39: gym.v1.StreamError
+	nil,                             // 40: gym.v1.Rollout.MetricsEntry
+	nil,                             // 41: gym.v1.CollectionSummary.MetricsEntry
+	nil,                             // 42: gym.v1.StreamSummary.MetricsEntry
+	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
+	(*ResponseCreateParams)(nil),    // 44: gym.v1.ResponseCreateParams
+	(*Response)(nil),                // 45: gym.v1.Response
+	(*status.Status)(nil),           // 46: google.rpc.Status
+	(*Task)(nil),                    // 47: gym.v1.Task
+	(*MetricValue)(nil),             // 48: gym.v1.MetricValue
 }
 var file_gym_v1_rollout_proto_depIdxs = []int32{
 	2,  // 0: gym.v1.TrainingSegment.kind:type_name -> gym.v1.SegmentKind
 	6,  // 1: gym.v1.TrainingView.segments:type_name -> gym.v1.TrainingSegment
 	7,  // 2: gym.v1.TrainingView.prefix_violation:type_name -> gym.v1.PrefixViolation
-	42, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
-	43, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
-	44, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
-	39, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
+	43, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
+	44, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
+	45, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
+	40, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
 	10, // 7: gym.v1.Rollout.timing:type_name -> gym.v1.RolloutTiming
 	11, // 8: gym.v1.Rollout.stats:type_name -> gym.v1.RolloutStats
-	45, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
+	46, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
 	0,  // 10: gym.v1.Rollout.failure_kind:type_name -> gym.v1.FailureKind
 	8,  // 11: gym.v1.Rollout.training_view:type_name -> gym.v1.TrainingView
-	46, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
+	47, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
 	13, // 13: gym.v1.CollectRolloutsRequest.tasks:type_name -> gym.v1.TaskList
 	9,  // 14: gym.v1.CollectRolloutsRequest.sampling:type_name -> gym.v1.SamplingParams
 	1,  // 15: gym.v1.CollectRolloutsRequest.view:type_name -> gym.v1.RolloutView
 	22, // 16: gym.v1.EventBatch.events:type_name -> gym.v1.CollectRolloutsResponse
 	19, // 17: gym.v1.Heartbeat.waits:type_name -> gym.v1.InFlightWait
-	40, // 18: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
+	41, // 18: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
 	16, // 19: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
 	12, // 20: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
 	17, // 21: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
@@ -3708,7 +3788,7 @@ var file_gym_v1_rollout_proto_depIdxs = []int32{
 	1,  // 27: gym.v1.StreamOpen.view:type_name -> gym.v1.RolloutView
 	23, // 28: gym.v1.StreamOpen.staleness:type_name -> gym.v1.StalenessPolicy
 	3,  // 29: gym.v1.StreamOpen.delivery:type_name -> gym.v1.DeliveryMode
-	46, // 30: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
+	47, // 30: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
 	25, // 31: gym.v1.StreamTasks.tasks:type_name -> gym.v1.KeyedTask
 	24, // 32: gym.v1.StreamRolloutsRequest.open:type_name -> gym.v1.StreamOpen
 	26, // 33: gym.v1.StreamRolloutsRequest.tasks:type_name -> gym.v1.StreamTasks
@@ -3718,27 +3798,29 @@ var file_gym_v1_rollout_proto_depIdxs = []int32{
 	30, // 37: gym.v1.StreamRolloutsRequest.cancel:type_name -> gym.v1.StreamCancel
 	12, // 38: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
 	5,  // 39: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
-	41, // 40: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
+	42, // 40: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
 	32, // 41: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
 	12, // 42: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
 	33, // 43: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
 	34, // 44: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
 	35, // 45: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
 	36, // 46: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
-	38, // 47: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
-	45, // 48: gym.v1.StreamError.status:type_name -> google.rpc.Status
-	47, // 49: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
-	20, // 50: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	20, // 51: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	14, // 52: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
-	31, // 53: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
-	22, // 54: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
-	37, // 55: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
-	54, // [54:56] is the sub-list for method output_type
-	52, // [52:54] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	39, // 47: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
+	38, // 48: gym.v1.StreamRolloutsResponse.batch:type_name -> gym.v1.StreamBatch
+	37, // 49: gym.v1.StreamBatch.messages:type_name -> gym.v1.StreamRolloutsResponse
+	46, // 50: gym.v1.StreamError.status:type_name -> google.rpc.Status
+	48, // 51: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
+	20, // 52: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	20, // 53: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	14, // 54: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
+	31, // 55: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
+	22, // 56: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
+	37, // 57: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
+	56, // [56:58] is the sub-list for method output_type
+	54, // [54:56] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_gym_v1_rollout_proto_init() }
@@ -3785,6 +3867,7 @@ func file_gym_v1_rollout_proto_init() {
 		(*StreamRolloutsResponse_Heartbeat)(nil),
 		(*StreamRolloutsResponse_Summary)(nil),
 		(*StreamRolloutsResponse_Error)(nil),
+		(*StreamRolloutsResponse_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3792,7 +3875,7 @@ func file_gym_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gym_v1_rollout_proto_rawDesc), len(file_gym_v1_rollout_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -718,7 +718,16 @@ export interface StreamOpen {
   /** Re-attach to a stream opened earlier (the token from its StreamOpened); every other field is then ignored. */
   resumeToken: string;
   /** The policy version in force from the start; absent means no version. */
-  policyVersion?: number | undefined;
+  policyVersion?:
+    | number
+    | undefined;
+  /**
+   * Send messages that are ready at the same moment together, at most this many per message, in
+   * StreamRolloutsResponse.batch (and at most ~1 MiB per batch: a larger message goes alone). 0 or 1 (the default)
+   * means one message per message. It only changes this call's framing (it applies on a resume too): the messages,
+   * their order and contents are the same. A trainer that sets it must unpack `batch`.
+   */
+  maxMessagesPerBatch: number;
 }
 
 /** One task of a stream. */
@@ -911,7 +920,16 @@ export interface StreamRolloutsResponse {
     | //
     /** A trainer message was rejected (a duplicate task key, a version going backwards, ...); the stream goes on. */
     { $case: "error"; value: StreamError }
+    | //
+    /** Several messages at once; only when `open.max_messages_per_batch` is above 1. */
+    { $case: "batch"; value: StreamBatch }
     | undefined;
+}
+
+/** Server messages sent as one (StreamOpen.max_messages_per_batch), in the order they happened. */
+export interface StreamBatch {
+  /** The messages; none of them is itself a batch. */
+  messages: StreamRolloutsResponse[];
 }
 
 /** A rejected trainer message: nothing of it was applied, and nothing else on the stream changed. */
@@ -4082,6 +4100,7 @@ function createBaseStreamOpen(): StreamOpen {
     heartbeatIntervalSeconds: undefined,
     resumeToken: "",
     policyVersion: undefined,
+    maxMessagesPerBatch: 0,
   };
 }
 
@@ -4122,6 +4141,9 @@ export const StreamOpen: MessageFns<StreamOpen> = {
     }
     if (message.policyVersion !== undefined) {
       writer.uint32(96).int64(message.policyVersion);
+    }
+    if (message.maxMessagesPerBatch !== 0) {
+      writer.uint32(104).int32(message.maxMessagesPerBatch);
     }
     return writer;
   },
@@ -4235,6 +4257,14 @@ export const StreamOpen: MessageFns<StreamOpen> = {
             message.policyVersion = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.maxMessagesPerBatch = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4289,6 +4319,11 @@ export const StreamOpen: MessageFns<StreamOpen> = {
         : isSet(object.policy_version)
         ? globalThis.Number(object.policy_version)
         : undefined,
+      maxMessagesPerBatch: isSet(object.maxMessagesPerBatch)
+        ? globalThis.Number(object.maxMessagesPerBatch)
+        : isSet(object.max_messages_per_batch)
+        ? globalThis.Number(object.max_messages_per_batch)
+        : 0,
     };
   },
 
@@ -4330,6 +4365,9 @@ export const StreamOpen: MessageFns<StreamOpen> = {
     if (message.policyVersion !== undefined) {
       obj.policyVersion = Math.round(message.policyVersion);
     }
+    if (message.maxMessagesPerBatch !== 0) {
+      obj.maxMessagesPerBatch = Math.round(message.maxMessagesPerBatch);
+    }
     return obj;
   },
 
@@ -4354,6 +4392,7 @@ export const StreamOpen: MessageFns<StreamOpen> = {
     message.heartbeatIntervalSeconds = object.heartbeatIntervalSeconds ?? undefined;
     message.resumeToken = object.resumeToken ?? "";
     message.policyVersion = object.policyVersion ?? undefined;
+    message.maxMessagesPerBatch = object.maxMessagesPerBatch ?? 0;
     return message;
   },
 };
@@ -6029,6 +6068,9 @@ export const StreamRolloutsResponse: MessageFns<StreamRolloutsResponse> = {
       case "error":
         StreamError.encode(message.message.value, writer.uint32(58).fork()).join();
         break;
+      case "batch":
+        StreamBatch.encode(message.message.value, writer.uint32(66).fork()).join();
+        break;
     }
     return writer;
   },
@@ -6102,6 +6144,14 @@ export const StreamRolloutsResponse: MessageFns<StreamRolloutsResponse> = {
             message.message = { $case: "error", value: StreamError.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.message = { $case: "batch", value: StreamBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6130,6 +6180,8 @@ export const StreamRolloutsResponse: MessageFns<StreamRolloutsResponse> = {
         ? { $case: "summary", value: StreamSummary.fromJSON(object.summary) }
         : isSet(object.error)
         ? { $case: "error", value: StreamError.fromJSON(object.error) }
+        : isSet(object.batch)
+        ? { $case: "batch", value: StreamBatch.fromJSON(object.batch) }
         : undefined,
     };
   },
@@ -6150,6 +6202,8 @@ export const StreamRolloutsResponse: MessageFns<StreamRolloutsResponse> = {
       obj.summary = StreamSummary.toJSON(message.message.value);
     } else if (message.message?.$case === "error") {
       obj.error = StreamError.toJSON(message.message.value);
+    } else if (message.message?.$case === "batch") {
+      obj.batch = StreamBatch.toJSON(message.message.value);
     }
     return obj;
   },
@@ -6202,7 +6256,84 @@ export const StreamRolloutsResponse: MessageFns<StreamRolloutsResponse> = {
         }
         break;
       }
+      case "batch": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "batch", value: StreamBatch.fromPartial(object.message.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseStreamBatch(): StreamBatch {
+  return { messages: [] };
+}
+
+export const StreamBatch: MessageFns<StreamBatch> = {
+  encode(message: StreamBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.messages) {
+      StreamRolloutsResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messages.push(StreamRolloutsResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamBatch {
+    return {
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => StreamRolloutsResponse.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: StreamBatch): unknown {
+    const obj: any = {};
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => StreamRolloutsResponse.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamBatch>, I>>(base?: I): StreamBatch {
+    return StreamBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamBatch>, I>>(object: I): StreamBatch {
+    const message = createBaseStreamBatch();
+    message.messages = object.messages?.map((e) => StreamRolloutsResponse.fromPartial(e)) || [];
     return message;
   },
 };

@@ -1,6 +1,7 @@
-"""CollectRollouts' `max_events_per_message`: events ready at the same moment share a message (`batch`). Same events,
-same order, same contents as one per message; a client that does not ask gets no batch. Against a real in-process
-grpc.aio server on port 0 (one process and the `--workers` front)."""
+"""Batched framing: CollectRollouts' `max_events_per_message` and StreamRollouts' `open.max_messages_per_batch`.
+Messages ready at the same moment share a message (`batch`): the same messages, order and contents as one per
+message; a client that does not ask gets no batch. Against a real in-process grpc.aio server on port 0 (the
+`--workers` front: tests/test_workers.py and tests/test_workers_stream.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from test_collect_rollouts import config, policy, task
 
 from gym_grpc._proto.gym.v1 import rollout_pb2, rollout_pb2_grpc
 from gym_grpc.protocol.codec import events as events_codec
+from gym_grpc.protocol.codec import framing
+from gym_grpc.protocol.codec import stream as stream_codec
 from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.types import ResponseCreateParams
 from gym_grpc.server.app import GymServer
@@ -182,14 +185,14 @@ def big_rollout(n: int, size: int) -> rollout_pb2.CollectRolloutsResponse:
 
 
 def test_pack_keeps_order_and_splits_at_the_byte_budget() -> None:
-    third = events_codec.BATCH_BYTES // 3
-    events = [big_rollout(i, third) for i in range(5)] + [big_rollout(5, 2 * events_codec.BATCH_BYTES)]
+    third = framing.BATCH_BYTES // 3
+    events = [big_rollout(i, third) for i in range(5)] + [big_rollout(5, 2 * framing.BATCH_BYTES)]
     out = list(events_codec.pack(events, 64))
     # two fit in the budget, a third would not; the oversized event goes alone, as itself
     assert [len(m.batch.events) if m.WhichOneof("event") == "batch" else 1 for m in out] == [2, 2, 1, 1]
     assert out[-1].WhichOneof("event") == "rollout"
     assert [e.rollout.rollout_id for m in out for e in events_codec.unpack(m)] == [f"r{i}" for i in range(6)]
-    assert all(m.ByteSize() <= events_codec.BATCH_BYTES + 64 for m in out[:-1])
+    assert all(m.ByteSize() <= framing.BATCH_BYTES + 64 for m in out[:-1])
     assert list(events_codec.pack(events, 1)) == events  # one per message: the events themselves
 
 
@@ -197,3 +200,131 @@ def test_pack_holds_each_batch_to_the_count() -> None:
     events = [big_rollout(i, 10) for i in range(7)]
     out = list(events_codec.pack(events, 3))
     assert [len(m.batch.events) if m.WhichOneof("event") == "batch" else 1 for m in out] == [3, 3, 1]
+
+
+# --- StreamRollouts -------------------------------------------------------------------------------------------------
+
+
+def stream_open(per_batch: int, **fields: Any) -> rollout_pb2.StreamRolloutsRequest:
+    return rollout_pb2.StreamRolloutsRequest(
+        open=rollout_pb2.StreamOpen(agent="agent", max_messages_per_batch=per_batch, **fields)
+    )
+
+
+async def stream_messages(port: int, per_batch: int, model: HeldModel, n: int) -> list[Any]:
+    """Every message of a stream of `n` groups of one, all granted at once; the model's gate opens once every rollout
+    waits on its first call, so they finish together."""
+    tasks = rollout_pb2.StreamTasks(
+        tasks=[rollout_pb2.KeyedTask(task_key=f"k{i}", task=task_codec.encode(task(f"add {i}"))) for i in range(n)]
+    )
+    requests: asyncio.Queue[Any] = asyncio.Queue()
+    for message in (
+        stream_open(per_batch),
+        rollout_pb2.StreamRolloutsRequest(tasks=tasks),
+        rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=n)),
+    ):
+        requests.put_nowait(message)
+
+    async def trainer() -> Any:
+        while (message := await requests.get()) is not None:
+            yield message
+
+    out: list[Any] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = rollout_pb2_grpc.RolloutServiceStub(channel).StreamRollouts(trainer())
+        out.append(await call.read())
+        await until(lambda: model.waiting == n)
+        model.gate.set()
+        groups = 0
+        while (message := await call.read()) is not grpc.aio.EOF:
+            out.append(message)
+            groups += sum(m.WhichOneof("message") == "group" for m in stream_codec.unpack(message))
+            if groups == n:
+                requests.put_nowait(None)  # half-close: the summary follows
+    return out
+
+
+def stream_flat(received: list[Any]) -> list[Any]:
+    return [m for r in received for m in stream_codec.unpack(r) if m.WhichOneof("message") != "heartbeat"]
+
+
+def check_stream(messages: list[Any], n: int) -> dict[str, float]:
+    kinds = [m.WhichOneof("message") for m in messages]
+    assert kinds == ["opened", *["group"] * n, "summary"], kinds
+    assert messages[-1].summary.groups_delivered == n
+    return {m.group.task_key: m.group.rollouts[0].reward for m in messages[1:-1]}
+
+
+async def test_a_stream_sends_ready_groups_together_and_they_unpack_to_the_same_messages(held: Any) -> None:
+    gym, model = held
+    received = await stream_messages(gym.port, 64, model, 12)
+    batches = [r for r in received if r.WhichOneof("message") == "batch"]
+    assert batches, "twelve groups released at once were sent one per message"
+    assert all(2 <= len(b.batch.messages) <= 64 for b in batches)
+    assert all(m.WhichOneof("message") != "batch" for b in batches for m in b.batch.messages)
+    rewards = check_stream(stream_flat(received), 12)
+    model.gate.clear()
+    plain = await stream_messages(gym.port, 0, model, 12)
+    assert all(r.WhichOneof("message") != "batch" for r in plain)
+    assert check_stream(stream_flat(plain), 12) == rewards
+
+
+async def test_a_stream_batch_holds_at_most_the_asked_number(held: Any) -> None:
+    gym, model = held
+    received = await stream_messages(gym.port, 3, model, 12)
+    assert any(r.WhichOneof("message") == "batch" for r in received)
+    assert all(len(r.batch.messages) <= 3 for r in received)
+    check_stream(stream_flat(received), 12)
+
+
+async def test_a_negative_stream_batch_is_invalid_argument_naming_the_field(held: Any) -> None:
+    gym, _ = held
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gym.port}") as channel:
+        call = rollout_pb2_grpc.RolloutServiceStub(channel).StreamRollouts(iter([stream_open(-1)]))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in call:
+                pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(err.value)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    next(d for d in status.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
+    assert bad.field_violations[0].field == "open.max_messages_per_batch"
+
+
+class CountingCall:
+    """A StreamRollouts call that counts the `batch` messages it reads (everything else passes through)."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.batches = 0
+
+    async def read(self) -> Any:
+        message = await self.call.read()
+        if message is not grpc.aio.EOF and message.WhichOneof("message") == "batch":
+            self.batches += 1
+        return message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.call, name)
+
+
+async def test_the_python_trainer_asks_for_batches_and_sees_one_message_at_a_time(held: Any) -> None:
+    from gym_grpc.client import GymClient
+    from gym_grpc.client.stream import GroupDelivered, StreamOptions, StreamSummary
+
+    gym, model = held
+    async with GymClient(f"127.0.0.1:{gym.port}") as client, client.stream_rollouts(StreamOptions(agent="agent")) as s:
+        counting = s._call = CountingCall(s._call)
+        await s.add_tasks({f"k{i}": {"responses_create_params": {"input": f"add {i}"}} for i in range(10)})
+        await s.grant(10)
+        await until(lambda: model.waiting == 10)
+        model.gate.set()
+        got: list[Any] = []
+        async for message in s:
+            got.append(message)
+            if sum(isinstance(m, GroupDelivered) for m in got) == 10:
+                await s.finish()
+    assert counting.batches >= 1
+    assert sorted(m.task_key for m in got if isinstance(m, GroupDelivered)) == [f"k{i}" for i in range(10)]
+    assert isinstance(got[-1], StreamSummary) and got[-1].groups_delivered == 10
