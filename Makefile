@@ -111,7 +111,7 @@ clients-test: clients-deps
 FLOOR_VENV := .venv-floor
 FLOOR_PINS := grpcio==1.71.2 grpcio-reflection==1.71.2 grpcio-health-checking==1.71.2 grpcio-status==1.71.2 protobuf==5.29.6
 FLOOR_TESTS := tests/test_protocol_roundtrip.py tests/test_protocol_domain.py tests/test_protocol_layout.py \
-	tests/test_collect_rollouts.py tests/test_grpcurl.py \
+	tests/test_collect_rollouts.py tests/test_framing.py tests/test_grpcurl.py \
 	tests/test_agent.py tests/test_services.py tests/test_faults.py tests/test_security.py tests/test_fuzz.py
 
 $(FLOOR_VENV)/.stamp: pyproject.toml $(VENV)/.stamp

@@ -73,11 +73,11 @@ async def run_stream(target: str, work: list[Task]) -> int:
             delivered = [m.group for m in batch if m.WhichOneof("message") == "group"]
             if delivered:
                 count += sum(len(g.rollouts) for g in delivered)
-                await stream.ack([g.group_id for g in delivered])
                 more = min(len(delivered), len(work) - 16 - groups)
                 groups += len(delivered)
                 if more > 0:
-                    await stream.grant(more)
+                    await stream.grant(more)  # first: the next groups start while the ack travels
+                await stream.ack([g.group_id for g in delivered])
                 if groups == len(work):
                     await stream.finish()
             if any(m.WhichOneof("message") == "summary" for m in batch):

@@ -1,7 +1,8 @@
 """The user's path, measured: `gym-grpc serve` + `gym-grpc collect` as real processes, against an OpenAI-compatible
 fake model (bench/openai_fake.py: complete Responses / Chat Completions bodies) in its own process, for both HTTP
-adapters. The lower bound runs in the same sitting against the same server: an in-process client that only reads
-the stream's protos (what bench/collect.py measures).
+adapters. In the same sitting, against the same server: an in-process client that only reads CollectRollouts' protos
+(what bench/collect.py measures), and an in-process StreamRollouts trainer (the Python client: groups of one, as many
+credits as rollouts in flight, what arrives together decoded, acked and re-granted at once).
 
     .venv/bin/python bench/user_path.py [--adapter openai_responses chat_completions] [--latency-ms 0 200]
         [--concurrency 256] [--rows 1000] [--memory-in-flight 1024] [--out bench/results]
@@ -58,7 +59,7 @@ def run_collect(target: str, rows: Path, out: Path, concurrency: int, limit: int
 
 
 async def _read_stream(target: str, rows: Path, concurrency: int) -> int:
-    """The lower bound: read the stream's protos in-process, write nothing."""
+    """Read CollectRollouts' protos in-process, write nothing."""
     from gym_grpc.client import CollectionRequest, GymClient
     from gym_grpc.protocol.task_file import read_tasks
 
@@ -70,7 +71,34 @@ async def _read_stream(target: str, rows: Path, concurrency: int) -> int:
     return count
 
 
-def measure(adapter: str, latency_ms: float, concurrency: int, rows: int, lower_bound: bool) -> list[dict[str, Any]]:
+async def _train_stream(target: str, tasks: list[dict[str, Any]], credits: int) -> int:
+    """A StreamRollouts trainer in-process, as a Python trainer runs one: groups of one, `credits` outstanding, what
+    arrives together decoded (domain objects), acked with one `ack` and re-granted with one `credit`."""
+    from gym_grpc.client import GymClient
+    from gym_grpc.client.stream import GroupDelivered, StreamOptions
+
+    count = 0
+    async with GymClient(target) as client, client.stream_rollouts(StreamOptions(agent=AGENT)) as stream:
+        await stream.add_tasks({str(i): t for i, t in enumerate(tasks)})
+        await stream.grant(min(credits, len(tasks)))
+        granted = min(credits, len(tasks))
+        async for batch in stream.batches():
+            delivered = [m for m in batch if isinstance(m, GroupDelivered)]
+            if delivered:
+                count += sum(len(g.rollouts) for g in delivered)
+                more = min(len(delivered), len(tasks) - granted)
+                if more > 0:
+                    granted += more
+                    await stream.grant(more)
+                await stream.ack([g.group_id for g in delivered])
+                if count == len(tasks):
+                    await stream.finish()
+            if stream.summary is not None:
+                break
+    return count
+
+
+def measure(adapter: str, latency_ms: float, concurrency: int, rows: int, in_process: bool) -> list[dict[str, Any]]:
     model, base_url = start_model_server(latency_ms, realistic=True)
     server, target = start_gym_server(base_url, concurrency, adapter=adapter, log_level="INFO")
     results = []
@@ -81,8 +109,9 @@ def measure(adapter: str, latency_ms: float, concurrency: int, rows: int, lower_
             run_collect(target, data, Path(tmp) / "warm.jsonl", concurrency, limit=50)  # warm-up
             start = run_collect(target, data, Path(tmp) / "one.jsonl", concurrency, limit=1)
             shapes = [("serve + collect", None)]
-            if lower_bound:
-                shapes.append(("serve + in-process stream reader (lower bound)", "reader"))
+            if in_process:
+                shapes.append(("serve + in-process CollectRollouts reader (protos only)", "reader"))
+                shapes.append(("serve + StreamRollouts trainer (in-process, Python client)", "trainer"))
             for shape, kind in shapes:
                 idle = rss_mb(server.pid)
                 reset_peak(server.pid)
@@ -93,7 +122,11 @@ def measure(adapter: str, latency_ms: float, concurrency: int, rows: int, lower_
                     count = sum(1 for _ in (Path(tmp) / "out.jsonl").open())
                 else:
                     c0, t0 = self_cpu_seconds(), time.perf_counter()
-                    count = asyncio.run(_read_stream(target, data, concurrency))
+                    if kind == "reader":
+                        count = asyncio.run(_read_stream(target, data, concurrency))
+                    else:
+                        tasks = [json.loads(line) for line in data.read_text().splitlines()]
+                        count = asyncio.run(_train_stream(target, tasks, concurrency))
                     wall, client_cpu = time.perf_counter() - t0, self_cpu_seconds() - c0
                 s1, m1 = cpu_seconds(server.pid), cpu_seconds(model.pid)
                 row = {
@@ -135,10 +168,10 @@ def main() -> None:
     for adapter in args.adapter:
         for latency in args.latency_ms:
             n = args.rows if latency == 0 else args.rows * 4
-            rows += measure(adapter, latency, args.concurrency, n, lower_bound=adapter == args.adapter[0])
+            rows += measure(adapter, latency, args.concurrency, n, in_process=adapter == args.adapter[0])
     if args.memory_in_flight:
         n = args.memory_in_flight * 4
-        rows += measure(args.adapter[0], 200, args.memory_in_flight, n, lower_bound=False)
+        rows += measure(args.adapter[0], 200, args.memory_in_flight, n, in_process=False)
     meta = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",

@@ -41,7 +41,8 @@ def children(pid: int) -> list[int]:
 
 
 async def run_stream(target: str, rows: Path, credits: int) -> int:
-    """A trainer that reads the messages as protos (no decoding) and grants one credit per delivered group."""
+    """A trainer that reads the messages as protos (no decoding); what arrives together is acked with one `ack` and
+    re-granted with one `credit`."""
     tasks = read_tasks(rows)
     count = 0
     options = StreamOptions(agent="weather_simple_agent", num_repeats=1, delivery="group")
@@ -49,17 +50,21 @@ async def run_stream(target: str, rows: Path, credits: int) -> int:
         await stream.add_tasks({str(i): t for i, t in enumerate(tasks)})
         await stream.grant(min(credits, len(tasks)))
         granted = min(credits, len(tasks))
-        async for message in stream.raw():
-            if message.WhichOneof("message") == "group":
-                count += len(message.group.rollouts)
-                await stream.ack([message.group.group_id])
-                if granted < len(tasks):
-                    await stream.grant(1)
-                    granted += 1
-                if count == len(tasks):
-                    await stream.finish()
-            elif message.WhichOneof("message") == "error":
-                raise RuntimeError(message.error.status.message)
+        async for batch in stream.raw_batches():
+            for message in batch:
+                if message.WhichOneof("message") == "error":
+                    raise RuntimeError(message.error.status.message)
+            delivered = [m.group for m in batch if m.WhichOneof("message") == "group"]
+            if not delivered:
+                continue
+            count += sum(len(g.rollouts) for g in delivered)
+            more = min(len(delivered), len(tasks) - granted)
+            if more > 0:
+                await stream.grant(more)
+                granted += more
+            await stream.ack([g.group_id for g in delivered])
+            if count == len(tasks):
+                await stream.finish()
     return count
 
 
@@ -109,6 +114,8 @@ def measure(workers: int, rows: int, concurrency: int) -> dict[str, Any]:
             "stream_cpu_ms_workers": round(1e3 * sum(stream_cpu[1:]) / streamed, 2) if workers > 1 else None,
             "rss_mb_front": round(rss_mb(server.pid), 1),
             "rss_mb_per_worker": [round(rss_mb(p), 1) for p in pids[1:]] if workers > 1 else [],
+            "peak_rss_mb_front": round(rss_mb(server.pid, "VmHWM"), 1),  # over the process's life, the runs included
+            "peak_rss_mb_per_worker": [round(rss_mb(p, "VmHWM"), 1) for p in pids[1:]] if workers > 1 else [],
         }
     finally:
         server.stop()

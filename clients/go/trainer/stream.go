@@ -184,13 +184,14 @@ func Drive(s Stream, tasks []*gymv1.Task, c StreamConfig, w io.Writer) (*gymv1.S
 	}
 	open := &gymv1.StreamOpen{
 		Agent: c.Agent, NumRepeats: c.NumRepeats, View: c.View, Delivery: gymv1.DeliveryMode_DELIVERY_MODE_GROUP,
-		DropUniformGroups: c.DropUniformGroups, PolicyVersion: proto.Int64(0),
+		DropUniformGroups: c.DropUniformGroups, PolicyVersion: proto.Int64(0), MaxMessagesPerBatch: PerMessage,
 	}
 	if err := send(&gymv1.StreamRolloutsRequest{Message: &gymv1.StreamRolloutsRequest_Open{Open: open}}); err != nil {
 		return nil, err
 	}
 	enc := json.NewEncoder(w)
-	first, err := s.Recv()
+	recv := Messages(s.Recv)
+	first, err := recv()
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +238,7 @@ func Drive(s Stream, tasks []*gymv1.Task, c StreamConfig, w io.Writer) (*gymv1.S
 	}
 	var summary *gymv1.StreamSummary
 	for {
-		m, err := s.Recv()
+		m, err := recv()
 		if errors.Is(err, io.EOF) {
 			if summary == nil {
 				return nil, ErrNoSummary

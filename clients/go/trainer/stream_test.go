@@ -242,3 +242,37 @@ func TestDriveReturnsTheStreamErrorAndPrintsRejections(t *testing.T) {
 		t.Fatal("credits 0 accepted")
 	}
 }
+
+func TestBatchedStreamMessagesComeOutOneAtATime(t *testing.T) {
+	group := func(id string) *gymv1.StreamRolloutsResponse {
+		return &gymv1.StreamRolloutsResponse{Message: &gymv1.StreamRolloutsResponse_Group{Group: &gymv1.RolloutGroup{GroupId: id}}}
+	}
+	wire := []*gymv1.StreamRolloutsResponse{
+		group("a"),
+		{Message: &gymv1.StreamRolloutsResponse_Batch{Batch: &gymv1.StreamBatch{
+			Messages: []*gymv1.StreamRolloutsResponse{group("b"), group("c")}}}},
+		group("d"),
+	}
+	recv := Messages(func() (*gymv1.StreamRolloutsResponse, error) {
+		if len(wire) == 0 {
+			return nil, io.EOF
+		}
+		m := wire[0]
+		wire = wire[1:]
+		return m, nil
+	})
+	var got []string
+	for {
+		m, err := recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.GetGroup().GetGroupId())
+	}
+	if strings.Join(got, ",") != "a,b,c,d" {
+		t.Fatalf("got %v", got)
+	}
+}

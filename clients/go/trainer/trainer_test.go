@@ -148,3 +148,23 @@ func TestCodeName(t *testing.T) {
 		t.Fatal(CodeName(codes.DeadlineExceeded))
 	}
 }
+
+func TestBatchedEventsComeOutOneAtATime(t *testing.T) {
+	events := sampleStream()
+	batched := []*gymv1.CollectRolloutsResponse{
+		events[0],
+		{Event: &gymv1.CollectRolloutsResponse_Batch{Batch: &gymv1.EventBatch{Events: events[1:3]}}},
+		{Event: &gymv1.CollectRolloutsResponse_Batch{Batch: &gymv1.EventBatch{}}}, // empty: nothing to read
+		{Event: &gymv1.CollectRolloutsResponse_Batch{Batch: &gymv1.EventBatch{Events: events[3:]}}},
+	}
+	var plain, unpacked bytes.Buffer
+	if _, err := Consume(feed(events, io.EOF), &plain); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Consume(Events(feed(batched, io.EOF)), &unpacked); err != nil {
+		t.Fatal(err)
+	}
+	if plain.String() != unpacked.String() {
+		t.Fatalf("batched stream wrote\n%s\nwant\n%s", unpacked.String(), plain.String())
+	}
+}

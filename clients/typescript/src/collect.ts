@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 
 import { CollectRolloutsRequest, RolloutServiceClient } from "./gen/gym/v1/rollout";
-import { consume, errorLine, type Options, parseFlags, readTasks, UsageError } from "./trainer";
+import { consume, errorLine, events, type Options, parseFlags, PER_MESSAGE, readTasks, UsageError } from "./trainer";
 
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024; // the server's default max_message_bytes: a FULL rollout carries token data
 
@@ -36,12 +36,13 @@ export async function collect(o: Options, write: (text: string) => void): Promis
     source: { $case: "tasks", value: { tasks } },
     numRepeats: o.numRepeats,
     maxInFlight: o.maxInFlight,
+    maxEventsPerMessage: PER_MESSAGE,
   });
   const call = client.collectRollouts(request, metadata, o.deadlineMs > 0 ? { deadline: Date.now() + o.deadlineMs } : {});
   const interrupt = (): void => call.cancel();
   process.once("SIGINT", interrupt);
   try {
-    await consume(call, write);
+    await consume(events(call), write);
   } catch (err) {
     write(JSON.stringify(errorLine(err)) + "\n");
     throw err;

@@ -25,7 +25,7 @@ import {
   type StreamSummary,
 } from "./gen/gym/v1/rollout";
 import { type Task } from "./gen/gym/v1/task";
-import { errorLine, NoSummaryError, parseDuration, readTasks, UsageError } from "./trainer";
+import { errorLine, messages as unbatched, NoSummaryError, parseDuration, PER_MESSAGE, readTasks, UsageError } from "./trainer";
 
 /** How many tasks one StreamTasks message carries. */
 export const TASKS_PER_MESSAGE = 256;
@@ -208,9 +208,10 @@ export async function drive(
       delivery: DeliveryMode.DELIVERY_MODE_GROUP,
       dropUniformGroups: c.dropUniformGroups,
       policyVersion: 0,
+      maxMessagesPerBatch: PER_MESSAGE,
     },
   });
-  const messages = call[Symbol.asyncIterator]();
+  const messages = unbatched(call)[Symbol.asyncIterator]();
   const first = await messages.next();
   if (first.done) throw new NoSummaryError();
   if (first.value.message?.$case !== "opened") {

@@ -3,8 +3,19 @@ import { test } from "node:test";
 
 import { status as Status } from "@grpc/grpc-js";
 
-import { CollectRolloutsResponse, FailureKind } from "./gen/gym/v1/rollout";
-import { consume, errorLine, lineFor, NoSummaryError, parseDuration, parseFlags, readTasks, UsageError } from "./trainer";
+import { CollectRolloutsResponse, FailureKind, StreamRolloutsResponse } from "./gen/gym/v1/rollout";
+import {
+  consume,
+  errorLine,
+  events,
+  lineFor,
+  messages,
+  NoSummaryError,
+  parseDuration,
+  parseFlags,
+  readTasks,
+  UsageError,
+} from "./trainer";
 
 const ev = CollectRolloutsResponse.fromPartial;
 
@@ -123,4 +134,35 @@ test("flags and durations as Go spells them", () => {
   assert.throws(() => parseFlags(["-agent", "a"], {}), UsageError);
   assert.throws(() => parseFlags(["-agent", "a", "-input", "x", "-bogus", "1"], {}), UsageError);
   assert.throws(() => parseFlags(["-agent", "a", "-input", "x", "-tls-cert", "c"], {}), UsageError);
+});
+
+async function* from<T>(items: T[]): AsyncGenerator<T> {
+  for (const item of items) yield item;
+}
+
+test("a batched CollectRollouts stream writes the same lines as one event per message", async () => {
+  const plain = sampleStream();
+  const batch = (items: CollectRolloutsResponse[]): CollectRolloutsResponse =>
+    ev({ event: { $case: "batch", value: { events: items } } });
+  const wire = [plain[0], batch(plain.slice(1, 3)), batch([]), batch(plain.slice(3))];
+  const one: string[] = [];
+  const other: string[] = [];
+  await consume(from(plain), (t) => one.push(t));
+  await consume(events(from(wire)), (t) => other.push(t));
+  assert.deepEqual(other, one);
+});
+
+test("a batched StreamRollouts call yields its messages one at a time, in order", async () => {
+  const group = (groupId: string): StreamRolloutsResponse =>
+    StreamRolloutsResponse.fromPartial({ message: { $case: "group", value: { groupId } } });
+  const wire = [
+    group("a"),
+    StreamRolloutsResponse.fromPartial({ message: { $case: "batch", value: { messages: [group("b"), group("c")] } } }),
+    group("d"),
+  ];
+  const ids: string[] = [];
+  for await (const m of messages(from(wire))) {
+    if (m.message?.$case === "group") ids.push(m.message.value.groupId);
+  }
+  assert.deepEqual(ids, ["a", "b", "c", "d"]);
 });

@@ -9,6 +9,7 @@ import {
   type CollectionSummary,
   type CollectRolloutsResponse,
   failureKindToJSON,
+  type StreamRolloutsResponse,
 } from "./gen/gym/v1/rollout";
 import { Task } from "./gen/gym/v1/task";
 
@@ -131,6 +132,29 @@ export class NoSummaryError extends Error {
  * Reads every event, writing one JSON line per event with `write`. Resolves to the summary; rejects with the stream's
  * own error, or a NoSummaryError when the stream closed early.
  */
+/**
+ * What the example trainers ask the server for: CollectRollouts' maxEventsPerMessage and StreamRollouts'
+ * open.maxMessagesPerBatch. Messages that are ready at the same moment then travel together in one `batch` message
+ * (gRPC's cost is per message); `events` and `messages` unpack them.
+ */
+export const PER_MESSAGE = 64;
+
+/** The events of a CollectRollouts stream one at a time: a `batch` message's events in order, any other as itself. */
+export async function* events(stream: AsyncIterable<CollectRolloutsResponse>): AsyncGenerator<CollectRolloutsResponse> {
+  for await (const m of stream) {
+    if (m.event?.$case === "batch") yield* m.event.value.events;
+    else yield m;
+  }
+}
+
+/** The messages of a StreamRollouts call one at a time, the same way. */
+export async function* messages(stream: AsyncIterable<StreamRolloutsResponse>): AsyncGenerator<StreamRolloutsResponse> {
+  for await (const m of stream) {
+    if (m.message?.$case === "batch") yield* m.message.value.messages;
+    else yield m;
+  }
+}
+
 export async function consume(
   events: AsyncIterable<CollectRolloutsResponse>,
   write: (text: string) => void,

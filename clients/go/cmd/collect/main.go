@@ -82,14 +82,15 @@ func collect(o options, stdout io.Writer) error {
 	}
 	ctx = connection.WithToken(ctx)
 	request := &gymv1.CollectRolloutsRequest{
-		Agent:       o.agent,
-		Source:      &gymv1.CollectRolloutsRequest_Tasks{Tasks: &gymv1.TaskList{Tasks: tasks}},
-		NumRepeats:  int32(o.numRepeats),
-		MaxInFlight: int32(o.maxInFlight),
+		Agent:               o.agent,
+		Source:              &gymv1.CollectRolloutsRequest_Tasks{Tasks: &gymv1.TaskList{Tasks: tasks}},
+		NumRepeats:          int32(o.numRepeats),
+		MaxInFlight:         int32(o.maxInFlight),
+		MaxEventsPerMessage: trainer.PerMessage,
 	}
 	stream, err := gymv1.NewRolloutServiceClient(conn).CollectRollouts(ctx, request)
 	if err == nil {
-		_, err = trainer.Consume(stream.Recv, stdout)
+		_, err = trainer.Consume(trainer.Events(stream.Recv), stdout)
 	}
 	if err != nil {
 		_ = json.NewEncoder(stdout).Encode(trainer.ErrorToLine(err))
