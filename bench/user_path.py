@@ -9,7 +9,9 @@ credits as rollouts in flight, what arrives together decoded, acked and re-grant
 
 Per configuration: rollouts/s of the `collect` process (start to exit, its start-up included), CPU per rollout of the
 server, of the collector and of the model server, the collector's start-up CPU (a one-rollout run), and the server's
-RSS. `--memory-in-flight N` adds a run with a 200 ms model and N rollouts in flight for the server's peak RSS.
+RSS; for `collect`, from its records' own timing: the mean rollout and model-call time and the steady rate (rollouts
+finished per second over the middle 80 % of the finishes). `--memory-in-flight N` adds a run with a 200 ms model and N
+rollouts in flight for the server's peak RSS.
 """
 
 from __future__ import annotations
@@ -98,6 +100,24 @@ async def _train_stream(target: str, tasks: list[dict[str, Any]], credits: int) 
     return count
 
 
+def rollout_timing(path: Path) -> dict[str, float]:
+    """From the records' own timing: the mean rollout and model time, and the steady rate: rollouts finished per
+    second over the middle 80 % of the finishes (no start-up, no ramp, no tail)."""
+    starts, totals, models = [], [], []
+    for line in path.open():
+        timing = json.loads(line)["timing"]
+        starts.append(datetime.fromisoformat(timing["started_at"].replace("Z", "+00:00")).timestamp())
+        totals.append(timing["total_seconds"])
+        models.append(timing["model_seconds"])
+    ends = sorted(s + t for s, t in zip(starts, totals, strict=True))
+    lo, hi = len(ends) // 10, len(ends) * 9 // 10
+    return {
+        "rollout_seconds_mean": round(sum(totals) / len(totals), 4),
+        "model_seconds_mean": round(sum(models) / len(models), 4),
+        "steady_per_s": round((hi - lo) / (ends[hi] - ends[lo]), 1),
+    }
+
+
 def measure(adapter: str, latency_ms: float, concurrency: int, rows: int, in_process: bool) -> list[dict[str, Any]]:
     model, base_url = start_model_server(latency_ms, realistic=True)
     server, target = start_gym_server(base_url, concurrency, adapter=adapter, log_level="INFO")
@@ -120,7 +140,9 @@ def measure(adapter: str, latency_ms: float, concurrency: int, rows: int, in_pro
                     got = run_collect(target, data, Path(tmp) / "out.jsonl", concurrency)
                     wall, client_cpu = got["wall"], got["cpu"]
                     count = sum(1 for _ in (Path(tmp) / "out.jsonl").open())
+                    timing = rollout_timing(Path(tmp) / "out.jsonl")
                 else:
+                    timing = {}
                     c0, t0 = self_cpu_seconds(), time.perf_counter()
                     if kind == "reader":
                         count = asyncio.run(_read_stream(target, data, concurrency))
@@ -146,6 +168,7 @@ def measure(adapter: str, latency_ms: float, concurrency: int, rows: int, in_pro
                     "model_server_cpu_ms_per_rollout": round((m1 - m0) / count * 1000, 3),
                     "server_rss_idle_mb": round(idle, 1),
                     "server_rss_peak_mb": round(rss_mb(server.pid, "VmHWM"), 1),
+                    **timing,
                 }
                 print(json.dumps(row), flush=True)
                 results.append(row)
