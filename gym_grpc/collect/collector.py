@@ -1,5 +1,6 @@
 """The collector behind `RolloutService.CollectRollouts`: tasks x repeats, a bounded number in flight, groups,
-heartbeats and a summary, as one async stream of events.
+heartbeats and a summary, as one async stream of events (in lists of those ready at the same moment, which the
+servicer may send as one message: batched framing).
 
 Backpressure: `max_in_flight` workers take rollout specs one at a time and put each finished rollout on a queue of
 `queue_size`; a worker blocked on a full queue starts nothing new. So at most `max_in_flight + queue_size` rollouts
@@ -102,17 +103,11 @@ class Collector:
             if self._idle_workers == workers:
                 self._all_idle.set()
 
-    async def events(self) -> AsyncIterator[Event]:
-        """The collection's events, one at a time."""
-        async for batch in self.batches(1):
-            for event in batch:
-                yield event
-
     async def batches(self, limit: int) -> AsyncIterator[list[Event]]:
-        """The same events, in the same order, in lists of those that are ready at the same moment: after a finished
+        """The collection's events, in order, in lists of those that are ready at the same moment: after a finished
         rollout, the rollouts already waiting in the queue join it (with their groups' completions), up to `limit`
-        events (a rollout and its group's completion are never split). `limit` 1 gives a rollout with its group's
-        completion, or any other event alone."""
+        events (a rollout and its group's completion are never split). With `limit` 0 or 1 a list is a rollout with
+        its group's completion, or any other event alone."""
         plan = self.plan
         t0 = time.perf_counter()
         cid, groups, skipped = self._plan_groups()
