@@ -165,16 +165,21 @@ async def test_no_batch_unless_asked(held: Any, per_message: int) -> None:
     check_order(received, 8)
 
 
+def violated_field(error: grpc.aio.AioRpcError) -> str:
+    """The field an INVALID_ARGUMENT names in its BadRequest detail."""
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(error)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    next(d for d in status.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
+    return bad.field_violations[0].field
+
+
 async def test_a_negative_count_is_invalid_argument_naming_the_field(held: Any) -> None:
     gym, _ = held
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await messages(gym.port, request(1, -2))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(err.value)
-    assert status is not None
-    bad = error_details_pb2.BadRequest()
-    next(d for d in status.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
-    assert bad.field_violations[0].field == "max_events_per_message"
+    assert violated_field(err.value) == "max_events_per_message"
 
 
 def big_rollout(n: int, size: int) -> rollout_pb2.CollectRolloutsResponse:
@@ -284,12 +289,7 @@ async def test_a_negative_stream_batch_is_invalid_argument_naming_the_field(held
         with pytest.raises(grpc.aio.AioRpcError) as err:
             async for _ in call:
                 pass
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(err.value)
-    assert status is not None
-    bad = error_details_pb2.BadRequest()
-    next(d for d in status.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
-    assert bad.field_violations[0].field == "open.max_messages_per_batch"
+    assert violated_field(err.value) == "open.max_messages_per_batch"
 
 
 class CountingCall:

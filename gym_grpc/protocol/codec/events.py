@@ -109,22 +109,17 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
     return out
 
 
+_batch = framing.batch_of(pb.CollectRolloutsResponse, "batch", "events")
+
+
 def pack(events: Iterable[pb.CollectRolloutsResponse], limit: int) -> Iterator[pb.CollectRolloutsResponse]:
     """The messages that carry `events` for a request's max_events_per_message (`limit`): `framing.pack`."""
     return framing.pack(events, limit, _batch)
 
 
-def _batch(run: list[pb.CollectRolloutsResponse]) -> pb.CollectRolloutsResponse:
-    out = pb.CollectRolloutsResponse()
-    events = out.batch.events
-    for event in run:
-        events.add().CopyFrom(event)
-    return out
-
-
 def unpack(message: pb.CollectRolloutsResponse) -> Iterable[pb.CollectRolloutsResponse]:
     """The events a message carries: those of a `batch`, or the message itself."""
-    return message.batch.events if message.WhichOneof("event") == "batch" else (message,)
+    return framing.unpack(message, "event", "batch", "events")
 
 
 class EventEncoder:

@@ -5,7 +5,7 @@ is per message, on both sides; the messages, their order and contents stay the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 MAX_PER_MESSAGE = 1024  # the server's cap on a request's per-message count
 BATCH_BYTES = 1 << 20  # a batch stops growing here (a message larger than this goes alone)
@@ -36,3 +36,22 @@ def pack(messages: Iterable[M], limit: int, batch: Callable[[list[M]], M]) -> It
         size += n
     if run:
         yield run[0] if len(run) == 1 else batch(run)
+
+
+def batch_of(message_type: Callable[[], M], field: str, repeated: str) -> Callable[[list[M]], M]:
+    """What `pack` makes of a run: a new `message_type` whose `field` (the batch arm of its oneof) holds the run in its
+    `repeated` field."""
+
+    def batch(run: list[M]) -> M:
+        out = message_type()
+        items = getattr(getattr(out, field), repeated)
+        for message in run:
+            items.add().CopyFrom(message)
+        return out
+
+    return batch
+
+
+def unpack(message: Any, oneof: str, field: str, repeated: str) -> Iterable[Any]:
+    """The messages `message` carries: those of its batch arm (`field` of `oneof`), or the message itself."""
+    return getattr(getattr(message, field), repeated) if message.WhichOneof(oneof) == field else (message,)

@@ -249,22 +249,17 @@ class ServerEncoder:
         return out
 
 
+_batch = framing.batch_of(pb.StreamRolloutsResponse, "batch", "messages")
+
+
 def pack(messages: Iterable[pb.StreamRolloutsResponse], limit: int) -> Iterator[pb.StreamRolloutsResponse]:
     """The messages that carry `messages` for `open.max_messages_per_batch` (`limit`): `framing.pack`."""
     return framing.pack(messages, limit, _batch)
 
 
-def _batch(run: list[pb.StreamRolloutsResponse]) -> pb.StreamRolloutsResponse:
-    out = pb.StreamRolloutsResponse()
-    messages = out.batch.messages
-    for message in run:
-        messages.add().CopyFrom(message)
-    return out
-
-
 def unpack(message: pb.StreamRolloutsResponse) -> Iterable[pb.StreamRolloutsResponse]:
     """The messages a message carries: those of a `batch`, or the message itself."""
-    return message.batch.messages if message.WhichOneof("message") == "batch" else (message,)
+    return framing.unpack(message, "message", "batch", "messages")
 
 
 def server_message_from_proto(m: pb.StreamRolloutsResponse) -> ServerMessage:
