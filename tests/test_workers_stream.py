@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import weather_config
 from test_stream_rollouts import collect, groups, row, until
 from test_workers import SHAPES, serve, stop, worker_pids
 
@@ -380,3 +382,37 @@ async def test_batched_stream_framing_carries_the_same_messages(model: ModelServ
         return {m.group.task_key: [r.rollout_id for r in m.group.rollouts] for m in flat[1:-1]}
 
     assert delivered(framings[0]) == delivered(framings[4])
+
+
+async def test_worker_messages_do_not_hold_back_the_fronts_heartbeats() -> None:
+    """A heartbeat marks the trainer's silence. The front's workers send their own heartbeats (and other messages the
+    front keeps to itself), and each one wakes the front: those wakes must not restart its heartbeat clock. (They did:
+    a trainer waiting on a heartbeat waited 23 s in one run here, and over 300 s in one CI run.) The workers here are
+    the front's inbox, fed every 0.1 s; the heartbeat interval is 0.3 s."""
+    from gym_grpc.server.workers_stream import StreamFront, _Session
+
+    config = weather_config("http://127.0.0.1:1/v1", heartbeat_interval=0.3)
+    channels = [grpc.aio.insecure_channel("127.0.0.1:1") for _ in range(2)]  # never read: no worker behind them
+    session = _Session(StreamFront(config, ["w0", "w1"], channels, asyncio.Event()), StreamOptions(AGENT), [0, 1])
+    beat = rollout_pb2.StreamRolloutsResponse(heartbeat=rollout_pb2.StreamHeartbeat())
+
+    async def chatty_workers() -> None:
+        for n in itertools.count():
+            await asyncio.sleep(0.1)
+            session.inbox.append((n % 2, beat))
+            session.wake.set()
+
+    async def front_heartbeats(n: int) -> None:
+        async for batch in session.batches(1, 64):
+            n -= sum(m.WhichOneof("message") == "heartbeat" for m in batch)
+            if n <= 0:
+                return
+
+    chatter = asyncio.create_task(chatty_workers())
+    try:
+        await asyncio.wait_for(front_heartbeats(3), 30)  # a liveness bound: 3 silences of 0.3 s, with room to spare
+    finally:
+        chatter.cancel()
+        await session.close()
+        for channel in channels:
+            await channel.close()

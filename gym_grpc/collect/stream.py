@@ -426,6 +426,7 @@ class StreamSession:
         most `limit`, at least one, each); heartbeats when idle; the summary last. Ends quietly when a resume took the
         stream over; raises ServerDrainingError when the server drains (after what was running has been sent)."""
         interval = self.options.heartbeat_interval or self.limits.heartbeat_interval
+        sent = time.monotonic()  # a heartbeat marks the trainer's silence, whatever else woke the loop meanwhile
         while True:
             if attachment != self.attachment:
                 return  # a newer call owns the stream now
@@ -436,6 +437,7 @@ class StreamSession:
                     self._sent(message)
                     batch.append(message)
                 yield batch
+                sent = time.monotonic()
                 continue
             if self.done:
                 if self.draining.is_set() and not self.finishing:
@@ -446,10 +448,13 @@ class StreamSession:
                 yield [self.summary()]
                 return
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                yield [self.heartbeat()]
+            silent = time.monotonic() - sent
+            if silent < interval:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=interval - silent)
+                continue
+            yield [self.heartbeat()]
+            sent = time.monotonic()
 
     # --- attach, detach, close -------------------------------------------------------------------------------------
 

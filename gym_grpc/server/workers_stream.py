@@ -24,6 +24,7 @@ left. A worker that refuses the stream itself ends the trainer's call with its s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import deque
@@ -217,6 +218,7 @@ class _Session(StreamState):
         resumed = attachment > 1
         yield [self.encoder.encode(streams.Opened(self.stream_id, self.resume_token, resumed, self.version))]
         interval = self.options.heartbeat_interval or self.config.server.heartbeat_interval
+        sent = time.monotonic()  # a heartbeat marks the trainer's silence (the workers' own messages wake us too)
         while attachment == self.attachment:
             batch: list[Any] = []
             try:
@@ -229,6 +231,7 @@ class _Session(StreamState):
                 raise
             if batch:
                 yield batch
+                sent = time.monotonic()
                 continue
             if not self.open_workers:
                 if not self.finishing:
@@ -239,11 +242,14 @@ class _Session(StreamState):
                 yield [self.encoder.encode(self.summary())]
                 return
             self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), interval)
-            except TimeoutError:
-                self.evict(time.monotonic())
-                yield [self.encoder.encode(self.heartbeat())]
+            silent = time.monotonic() - sent
+            if silent < interval:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), interval - silent)
+                continue
+            self.evict(time.monotonic())
+            yield [self.encoder.encode(self.heartbeat())]
+            sent = time.monotonic()
 
     async def close(self) -> None:
         """Cancel the workers' streams (the workers close their sessions) and forget everything."""
