@@ -1,12 +1,15 @@
 """Streams that outlive their call: the open StreamRollouts streams of a server (or of a `--workers` front) by resume
 token. A stream whose call was lost waits `resume_seconds` for the trainer to re-open it with its token, then closes.
+What a resume sends again is what `Unacked` kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
 
 from gym_grpc.errors import NotFoundError
@@ -33,6 +36,50 @@ class Resumable(Protocol):
 
 
 S = TypeVar("S", bound=Resumable)
+M = TypeVar("M")
+
+
+class Unacked(Generic[M]):
+    """Results sent to a trainer and not acknowledged yet, by id, oldest first, kept for a resume: at most `max_count`,
+    none older than `max_age` seconds (the oldest go first). Iterating gives the ids."""
+
+    def __init__(self, max_count: int, max_age: float) -> None:
+        self.max_count = max_count
+        self.max_age = max_age
+        self._kept: OrderedDict[str, tuple[float, M]] = OrderedDict()
+
+    def keep(self, key: str, message: M, now: float) -> None:
+        self._kept[key] = (now, message)
+        self._kept.move_to_end(key)
+        self.evict(now)
+
+    def ack(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._kept.pop(key, None)
+
+    def evict(self, now: float) -> None:
+        horizon = now - self.max_age
+        while self._kept:
+            first = next(iter(self._kept.values()))
+            if len(self._kept) <= self.max_count and first[0] >= horizon:
+                break
+            self._kept.popitem(last=False)
+
+    def take(self) -> list[M]:
+        """Everything still kept (oldest first), for a resume to send again; nothing is kept after."""
+        self.evict(time.monotonic())
+        messages = [m for _, m in self._kept.values()]
+        self._kept.clear()
+        return messages
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kept)
 
 
 class ResumeRegistry(Generic[S]):

@@ -21,14 +21,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gym_grpc.agents.base import Agent, RolloutSpec
 from gym_grpc.collect import ids
 from gym_grpc.collect.metrics import MetricsAggregator
-from gym_grpc.collect.resume import ResumeRegistry
+from gym_grpc.collect.resume import ResumeRegistry, Unacked
 from gym_grpc.errors import (
     FailedPreconditionError,
     GymError,
@@ -127,7 +127,7 @@ class StreamSession:
         self.groups: dict[str, _Group] = {}  # started, not yet sent or dropped; by group id
         self._by_key: dict[str, _Group] = {}
         self._outbox: deque[ServerMessage] = deque()
-        self._unacked: OrderedDict[str, tuple[float, ServerMessage]] = OrderedDict()
+        self._unacked: Unacked[ServerMessage] = Unacked(limits.unacked_max, limits.resume_seconds)
         self._wake = asyncio.Event()
         self._metrics = MetricsAggregator(pass_threshold=limits.pass_threshold, k=options.num_repeats)
         self._t0 = time.perf_counter()
@@ -152,8 +152,7 @@ class StreamSession:
                 self._retarget(message.model_endpoints, message.version)
             self._set_policy(message.version)
         elif isinstance(message, Ack):
-            for rid in message.ids:
-                self._unacked.pop(rid, None)
+            self._unacked.ack(message.ids)
         elif isinstance(message, Cancel):
             self._cancel(message.task_keys)
         self._admit()
@@ -358,7 +357,7 @@ class StreamSession:
                 self.delivered_groups += 1
                 for r in message.rollouts:
                     self._count(r)
-            self._keep(message.group_id, message, now)
+            self._unacked.keep(message.group_id, message, now)
         elif isinstance(message, RolloutDelivered):
             rollout = message.rollout
             group = self.groups.get(rollout.group_id)
@@ -369,7 +368,7 @@ class StreamSession:
                     self.groups.pop(group.group_id, None)
                     self._by_key.pop(group.key, None)
                     self.delivered_groups += 1
-            self._keep(rollout.rollout_id, message, now)
+            self._unacked.keep(rollout.rollout_id, message, now)
         self._admit()
 
     def _count(self, rollout: Rollout) -> None:
@@ -379,21 +378,8 @@ class StreamSession:
         else:
             self.failed += 1
 
-    def _keep(self, key: str, message: ServerMessage, now: float) -> None:
-        self._unacked[key] = (now, message)
-        self._unacked.move_to_end(key)
-        self._evict(now)
-
-    def _evict(self, now: float) -> None:
-        horizon = now - self.limits.resume_seconds
-        while self._unacked:
-            first = next(iter(self._unacked.values()))
-            if len(self._unacked) <= self.limits.unacked_max and first[0] >= horizon:
-                break
-            self._unacked.popitem(last=False)
-
     def heartbeat(self) -> StreamHeartbeat:
-        self._evict(time.monotonic())
+        self._unacked.evict(time.monotonic())
         return StreamHeartbeat(
             credits_available=self.credits,
             groups_running=len(self.groups),
@@ -463,10 +449,7 @@ class StreamSession:
         the unacked results go out again first, then the stream goes on. Returns the new call's attachment."""
         self.attachment += 1
         self.paused = False
-        self._evict(time.monotonic())
-        resend = [m for _, m in self._unacked.values()]
-        self._unacked.clear()
-        self._outbox.extendleft(reversed(resend))
+        self._outbox.extendleft(reversed(self._unacked.take()))
         self.attached = True
         self._admit()
         self._wake.set()

@@ -25,8 +25,6 @@ from gym_grpc.collect.collector import Collector
 from gym_grpc.collect.stream import StreamSession
 from gym_grpc.errors import (
     FailedPreconditionError,
-    GymError,
-    InvalidArgumentError,
     ResourceExhaustedError,
     ServerDrainingError,
 )
@@ -42,9 +40,9 @@ from gym_grpc.protocol.events import Finished, Summary
 from gym_grpc.server import telemetry
 from gym_grpc.server.runtime import Runtime
 from gym_grpc.server.status import Undecodable, status_proto, streaming, unary
+from gym_grpc.server.trainer_reader import read_trainer
 
 log = logging.getLogger(__name__)
-HALF_CLOSE_GRACE = 0.5  # seconds: how long the end of a stream's requests waits to be told apart from a cancellation
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -160,7 +158,7 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         session, attachment, per_batch = await self._open(await anext(requests, None))
         encoder = stream_codec.ServerEncoder(session.options.view)
         yield encoder.encode(session.opened(resumed=attachment > 1))
-        reader = asyncio.create_task(self._read(requests, session, attachment, context))
+        reader = asyncio.create_task(read_trainer(requests, session, attachment, lambda _, m: session.apply(m)))
         finished = False
         try:
             async for batch in session.batches(attachment, per_batch):
@@ -197,29 +195,6 @@ class RolloutServicer(rollout_pb2_grpc.RolloutServiceServicer):
         self.runtime.streams.add(session)
         log.info("stream %s for %s: groups of %d", session.stream_id, options.agent, options.num_repeats)
         return session, session.attachment, options.max_messages_per_batch
-
-    @staticmethod
-    async def _read(requests: AsyncIterator[Any], session: StreamSession, attachment: int, context: Ctx) -> None:
-        """Apply the trainer's messages in order; a rejected one becomes an `error` message and the stream goes on.
-        The end of the requests finishes the stream when it is a half-close — not when the call was cancelled (a lost
-        trainer, who may resume) or replaced by a resume."""
-        index = 0
-        async for raw in requests:
-            if attachment != session.attachment:
-                return
-            index += 1
-            try:
-                if isinstance(raw, Undecodable):
-                    raise InvalidArgumentError(f"the message is not a StreamRolloutsRequest: {raw.error}")
-                session.apply(stream_codec.trainer_message_from_proto(raw))
-            except GymError as exc:
-                session.reject(index, exc)
-        # A cancelled call (a lost trainer) ends its requests like a half-close does. Stop admitting at once, and
-        # finish only if the call is still alive a moment later: a cancelled one has torn this reader down by then.
-        session.paused = True
-        await asyncio.sleep(HALF_CLOSE_GRACE)
-        if attachment == session.attachment:
-            session.finish()
 
 
 def _status_of(message: streams.ServerMessage) -> Any:

@@ -39,17 +39,16 @@ from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import (
     FailedPreconditionError,
     GymError,
-    InvalidArgumentError,
     ServerDrainingError,
 )
 from gym_grpc.protocol import streams, stubs
 from gym_grpc.protocol.codec import stream as stream_codec
 from gym_grpc.server.status import Undecodable, status_proto, streaming
+from gym_grpc.server.trainer_reader import read_trainer
 from gym_grpc.server.workers_collect import Front, WorkerAnswerError, WorkerLostError, is_drain
 from gym_grpc.server.workers_stream_state import END, StreamState, Worker
 
 WORKER_MESSAGES_PER_BATCH = 64  # the front asks its workers for batched messages (it unpacks them)
-HALF_CLOSE_GRACE = 0.5  # seconds: how long the end of a trainer's requests waits to be told apart from a lost call
 
 
 class StreamFront(Front):
@@ -89,7 +88,7 @@ class StreamFront(Front):
         options = stream_codec.trainer_message_from_proto(first)
         assert isinstance(options, streams.StreamOptions)
         session, attachment = self._open(options)
-        trainer = asyncio.create_task(session.read_trainer(requests, attachment))
+        trainer = asyncio.create_task(read_trainer(requests, session, attachment, session.apply))
         finished = False
         try:
             async for batch in session.batches(attachment, options.max_messages_per_batch):
@@ -138,33 +137,16 @@ class _Session(StreamState):
         """A trainer re-attached: the unacked results go out again first, then the stream goes on."""
         self.attachment += 1
         self.attached, self.paused = True, False
-        self.evict(time.monotonic())
-        self.resend = deque(m for _, m in self.unacked.values())
-        self.unacked.clear()
+        self.resend = deque(self.unacked.take())
         self._admit()
         self.wake.set()
         return self.attachment
 
-    async def read_trainer(self, requests: AsyncIterator[Any], attachment: int) -> None:
-        """Apply the trainer's messages; the end of its requests finishes the stream when it is a half-close, not
-        when the call was lost (the trainer may resume) or replaced by a resume."""
-        index = 0
-        async for raw in requests:
-            if attachment != self.attachment:
-                return
-            index += 1
-            try:
-                if isinstance(raw, Undecodable):
-                    raise InvalidArgumentError(f"the message is not a StreamRolloutsRequest: {raw.error}")
-                self.apply(index, stream_codec.trainer_message_from_proto(raw))
-            except GymError as exc:
-                self.reject(index, exc)
-        self.paused = True
-        await asyncio.sleep(HALF_CLOSE_GRACE)
-        if attachment == self.attachment:
-            self.finishing = True
-            for worker in self.workers.values():
-                worker.outbox.put_nowait(END)
+    def finish(self) -> None:
+        """The trainer half-closed: each worker's stream is half-closed too, once its queued messages are written."""
+        self.finishing = True
+        for worker in self.workers.values():
+            worker.outbox.put_nowait(END)
 
     async def _write(self, worker: Worker) -> None:
         try:
@@ -247,7 +229,6 @@ class _Session(StreamState):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), interval - silent)
                 continue
-            self.evict(time.monotonic())
             yield [self.encoder.encode(self.heartbeat())]
             sent = time.monotonic()
 

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ import grpc
 
 from gym_grpc.collect import ids
 from gym_grpc.collect.metrics import MetricsAggregator
+from gym_grpc.collect.resume import Unacked
 from gym_grpc.collect.stream import MAX_CREDITS
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import FailedPreconditionError, GymError, InvalidArgumentError
@@ -81,7 +82,8 @@ class StreamState:
             deque()
         )  # (worker or -1 for the front's own, message); the credits bound it
         self.wake = asyncio.Event()  # something for the trainer (or a new attachment)
-        self.unacked: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # sent results kept for a resume, by id
+        server = config.server
+        self.unacked: Unacked[Any] = Unacked(server.stream_unacked_max, server.stream_resume_seconds)  # for a resume
         self.attached = True
         self.paused = False  # the trainer's requests ended: a half-close or a lost call, told apart a moment later
         self.metrics = MetricsAggregator(pass_threshold=config.server.pass_threshold, k=options.num_repeats)
@@ -124,8 +126,7 @@ class StreamState:
         elif isinstance(message, streams.Cancel):
             self._cancel(index, message.task_keys)
         elif isinstance(message, streams.Ack):
-            for key in message.ids:
-                self.unacked.pop(key, None)
+            self.unacked.ack(message.ids)
         self._admit()
 
     def _cancel(self, index: int, keys: list[str]) -> None:
@@ -284,20 +285,10 @@ class StreamState:
         if which not in ("group", "rollout"):
             return
         key = message.group.group_id if which == "group" else message.rollout.rollout_id
-        now = time.monotonic()
-        self.unacked[key] = (now, message)
-        self.unacked.move_to_end(key)
-        self.evict(now)
-
-    def evict(self, now: float) -> None:
-        horizon = now - self.config.server.stream_resume_seconds
-        while self.unacked:
-            first = next(iter(self.unacked.values()))
-            if len(self.unacked) <= self.config.server.stream_unacked_max and first[0] >= horizon:
-                break
-            self.unacked.popitem(last=False)
+        self.unacked.keep(key, message, time.monotonic())
 
     def heartbeat(self) -> streams.StreamHeartbeat:
+        self.unacked.evict(time.monotonic())
         return streams.StreamHeartbeat(
             credits_available=self.credits,
             groups_running=len(self.running),
