@@ -4,11 +4,12 @@ tests run against `serve` and `serve --workers 2`, as real processes (issue 19, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -37,6 +38,16 @@ async def serve(base_url: str, workers: int, *sets: str) -> tuple[asyncio.subpro
     target = f"127.0.0.1:{port}"
     await asyncio.to_thread(wait_healthy, target, lambda: proc.returncode, 120)
     return proc, target
+
+
+@contextlib.contextmanager
+def reaped(proc: asyncio.subprocess.Process) -> Iterator[None]:
+    """The server process is killed on the way out if it still runs, so a failing test leaves nothing behind."""
+    try:
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.kill()
 
 
 async def stop(proc: asyncio.subprocess.Process) -> int:
@@ -190,7 +201,7 @@ async def test_a_worker_killed_mid_collection_has_its_groups_re_dealt(model: Mod
     assert len(workers) == 2
     tasks = read_tasks(DATA / "weather_queries.jsonl")
     events: list[object] = []
-    try:
+    with reaped(proc):
         async with GymClient(target) as client:
             request = CollectionRequest(agent=AGENT, tasks=tasks, num_repeats=8, max_in_flight=4)
             async for event in client.collect_rollouts(request):
@@ -198,9 +209,6 @@ async def test_a_worker_killed_mid_collection_has_its_groups_re_dealt(model: Mod
                 if sum(isinstance(e, Finished) for e in events) == 3 and isinstance(event, Finished):
                     os.kill(workers[0], signal.SIGKILL)  # each worker still owes at least 13 of its 16-24
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     rollouts = [e.rollout for e in events if isinstance(e, Finished)]
     assert len(rollouts) == 40 and len({r.rollout_id for r in rollouts}) == 40 and all(r.reward for r in rollouts)
     by_group: dict[str, list[int]] = {}
@@ -231,16 +239,13 @@ async def test_losing_every_worker_ends_the_stream_naming_them(model: ModelServe
                 for pid in workers:
                     os.kill(pid, signal.SIGKILL)
 
-    try:
+    with reaped(proc):
         async with GymClient(target) as client:
             with pytest.raises(grpc.aio.AioRpcError) as ended:
                 await read(client, kill=True)
             with pytest.raises(grpc.aio.AioRpcError) as refused:  # a new collection finds no worker (or loses it)
                 await read(client, kill=False)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and received < 40
     details = ended.value.details() or ""
     assert "every worker was lost" in details and details.count("127.0.0.1:") == 2
@@ -253,16 +258,13 @@ async def test_a_request_a_worker_refuses_ends_with_its_status_not_a_loss(model:
     proc, target = await serve(model.base_url, workers)
     tasks = read_tasks(DATA / "weather_queries.jsonl")
     bad = Task.model_validate({**tasks[1].to_json(), "agent_ref": {"name": "ghost"}})
-    try:
+    with reaped(proc):
         async with GymClient(target) as client:
             request = CollectionRequest(agent=AGENT, tasks=[tasks[0], bad, tasks[2]], num_repeats=2)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 _ = [e async for e in client.collect_rollouts(request)]
             again = [e async for e in client.collect_rollouts(CollectionRequest(agent=AGENT, tasks=tasks[:2]))]
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "tasks[1].agent_ref.name" in (refused.value.details() or "")
     assert isinstance(again[-1], Summary) and again[-1].succeeded == 2  # no worker was taken for lost

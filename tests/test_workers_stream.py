@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 import pytest
 from conftest import weather_config
-from test_stream_rollouts import collect, groups, row, until
-from test_workers import SHAPES, serve, stop, worker_pids
+from test_stream_rollouts import collect, groups, row, send_bad_messages, until
+from test_workers import SHAPES, reaped, serve, stop, worker_pids
 
 from gym_grpc._proto.gym.v1 import rollout_pb2, task_pb2
 from gym_grpc.client import GymClient
@@ -57,7 +57,7 @@ async def test_credits_bound_the_groups_cancel_returns_them_and_groups_arrive_wh
     proc, target = await serve(model.base_url, workers)
     tasks = {"h0": row("Weather in Oslo? [hang]"), "h1": row("Weather in Rome? [hang]")}
     tasks |= {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(4)}
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=3)) as stream:
             await stream.add_tasks(tasks)
             await stream.grant(2)
@@ -74,9 +74,6 @@ async def test_credits_bound_the_groups_cancel_returns_them_and_groups_arrive_wh
             await stream.finish()
             got += await collect(stream, lambda m: False)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     dropped = [m for m in got if isinstance(m, Dropped)]
     assert sorted((d.task_key, d.reason, d.credit_returned) for d in dropped) == [
         ("h0", "cancelled", 1),
@@ -104,7 +101,7 @@ async def test_a_policy_version_stamps_what_starts_after_it_and_a_bad_route_is_a
 ) -> None:
     proc, target = await serve(model.base_url, workers)
     options = StreamOptions(AGENT, num_repeats=2, policy_version=0, heartbeat_interval=0.1)
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(options) as stream:
             await stream.add_tasks({"a": row("Weather in Oslo?"), "b": row("Weather in Lima?")})  # message 1
             await stream.grant(1)  # 2
@@ -122,9 +119,6 @@ async def test_a_policy_version_stamps_what_starts_after_it_and_a_bad_route_is_a
             await stream.finish()
             got += await collect(stream, lambda m: False)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     first, second = groups(got)
     assert [(r.min_policy_version, r.max_policy_version) for r in first.rollouts] == [(0, 0), (0, 0)]
     assert [(r.min_policy_version, r.max_policy_version) for r in second.rollouts] == [(1, 1), (1, 1)]
@@ -137,25 +131,11 @@ async def test_a_policy_version_stamps_what_starts_after_it_and_a_bad_route_is_a
 async def test_bad_messages_are_rejected_by_field_and_the_stream_goes_on(model: ModelServer, workers: int) -> None:
     proc, target = await serve(model.base_url, workers)
     options = StreamOptions(AGENT, num_repeats=1, policy_version=5)
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(options) as stream:
-            await stream.add_tasks({"a": row("Weather in Oslo?")})
-            await stream.add_tasks({"a": row("Weather in Lima?")})  # duplicate key
-            await stream.set_policy_version(4)  # backwards
-            await stream._call.write(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=-3)))
-            await stream._call.write(rollout_pb2.StreamRolloutsRequest(open=rollout_pb2.StreamOpen(agent=AGENT)))
-            bad = rollout_pb2.StreamRolloutsRequest()
-            bad.tasks.tasks.add(task_key="x").task.row_json = '{"responses_create_params": {"input": 3}}'
-            await stream._call.write(bad)
-            await stream._call.write(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=2**30)))
-            await stream.cancel(["nope"])
-            await stream.grant(1)
-            await stream.finish()
+            await send_bad_messages(stream, AGENT, row("Weather in Oslo?"), row("Weather in Lima?"))
             got = await collect(stream, lambda m: False)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     rejected = [m for m in got if isinstance(m, Rejected)]
     assert [r.message_index for r in rejected] == [2, 3, 4, 5, 6, 7, 8]
     assert [r.fields[0] for r in rejected[:4]] == ["tasks.tasks[0].task_key", "policy.version", "credit.groups", "open"]
@@ -173,7 +153,7 @@ async def test_a_worker_killed_mid_stream_has_its_groups_run_elsewhere(model: Mo
     proc, target = await serve(model.base_url, 2)
     workers = worker_pids(proc.pid)
     tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=4)) as stream:
             await stream.add_tasks(tasks)
             await stream.grant(8)
@@ -183,9 +163,6 @@ async def test_a_worker_killed_mid_stream_has_its_groups_run_elsewhere(model: Mo
             await stream.finish()
             got += await collect(stream, lambda m: False)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     delivered = groups(got)
     assert sorted(g.task_key for g in delivered) == sorted(tasks)
     for group in delivered:
@@ -198,16 +175,13 @@ async def test_a_worker_killed_mid_stream_has_its_groups_run_elsewhere(model: Mo
 @pytest.mark.parametrize("workers", SHAPES)
 async def test_an_unknown_resume_token_is_not_found(model: ModelServer, workers: int) -> None:
     proc, target = await serve(model.base_url, workers)
-    try:
+    with reaped(proc):
         async with grpc.aio.insecure_channel(target) as channel:
             call = stubs.rollout_stub(channel).StreamRollouts()
             await call.write(rollout_pb2.StreamRolloutsRequest(open=rollout_pb2.StreamOpen(resume_token="t")))
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call.read()
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert "open.resume_token" in (refused.value.details() or "")
 
@@ -219,7 +193,7 @@ async def test_ack_and_resume_after_a_client_kill_reruns_nothing(model: ModelSer
     proc, target = await serve(model.base_url, workers, "server.stream_resume_seconds=60")
     tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
     seen: list[GroupDelivered] = []
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=2)) as stream:
             token = stream.resume_token
             await stream.add_tasks(tasks)
@@ -239,9 +213,6 @@ async def test_ack_and_resume_after_a_client_kill_reruns_nothing(model: ModelSer
             await stream.finish()
             again += await collect(stream, lambda m: False)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     resumed = groups(again)
     assert not acked & {g.task_key for g in resumed}  # an acked group never comes again
     assert {g.task_key for g in seen} | {g.task_key for g in resumed} == set(tasks)
@@ -262,16 +233,13 @@ async def test_sigterm_delivers_the_running_groups_then_ends_draining(model: Mod
             if len(groups(got)) == 1 and isinstance(message, GroupDelivered):
                 proc.send_signal(signal.SIGTERM)
 
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=2)) as stream:
             await stream.add_tasks(tasks)
             await stream.grant(2)
             with pytest.raises(grpc.aio.AioRpcError) as ended:
                 await read(stream)
         code = await asyncio.wait_for(proc.wait(), 60)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "draining" in (ended.value.details() or "")
     delivered = groups(got)  # both granted groups were running: both arrive, whole; nothing else starts
     assert len(delivered) == 2 and all(len(g.rollouts) == 2 for g in delivered) and code == 0
@@ -282,16 +250,13 @@ async def test_rollout_delivery_sends_each_rollout_once_with_one_process_ids(mod
     proc, target = await serve(model.base_url, workers)
     tasks = {"a": row("Weather in Oslo?"), "b": row("Weather in Lima?"), "c": row("Weather in Pune?")}
     options = StreamOptions(AGENT, num_repeats=2, delivery="rollout")
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(options) as stream:
             await stream.add_tasks(tasks)
             await stream.grant(3)
             await stream.finish()
             got = await collect(stream, lambda m: False)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     rollouts = [m.rollout for m in got if isinstance(m, RolloutDelivered)]
     index = {"a": 0, "b": 1, "c": 2}
     assert sorted((r.task_key, r.rollout_index) for r in rollouts) == [(k, i) for k in "abc" for i in (0, 1)]
@@ -307,7 +272,7 @@ async def test_rollout_delivery_sends_each_rollout_once_with_one_process_ids(mod
 async def test_a_trainer_that_goes_away_cancels_the_model_calls(model: ModelServer, workers: int) -> None:
     """With no resume window the running groups are cancelled at once (the workers' model calls too)."""
     proc, target = await serve(model.base_url, workers, "server.stream_resume_seconds=0")
-    try:
+    with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=3)) as stream:
             await stream.add_tasks({"h0": row("Weather in Oslo? [hang]"), "h1": row("Weather in Rome? [hang]")})
             await stream.grant(2)
@@ -315,9 +280,6 @@ async def test_a_trainer_that_goes_away_cancels_the_model_calls(model: ModelServ
             stream.abort()
         await until(lambda: model.script.cancelled == 6, "the model calls to be cancelled", 30)
         assert await stop(proc) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     assert model.script.in_flight == 0
 
 

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import grpc
 
 from gym_grpc.collect.resume import ResumeRegistry
-from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import (
     FailedPreconditionError,
     GymError,
@@ -54,16 +54,10 @@ WORKER_MESSAGES_PER_BATCH = 64  # the front asks its workers for batched message
 class StreamFront(Front):
     """One front's StreamRollouts over the workers' channels (see the module doc)."""
 
-    def __init__(
-        self,
-        config: GymConfig,
-        targets: Sequence[str],
-        channels: Sequence[grpc.aio.Channel],
-        draining: asyncio.Event,
-        alive: Callable[[int], bool] = lambda _: True,
-    ) -> None:
-        super().__init__(config, targets, channels, draining, alive)
-        self.registry: ResumeRegistry[_Session] = ResumeRegistry(lambda _: config.server.stream_resume_seconds)
+    @functools.cached_property
+    def registry(self) -> ResumeRegistry[_Session]:
+        """The open streams by resume token (the front's: the workers' streams stay open behind them)."""
+        return ResumeRegistry(lambda _: self.config.server.stream_resume_seconds)
 
     def _open(self, options: streams.StreamOptions) -> tuple[_Session, int]:
         if options.resume_token:
