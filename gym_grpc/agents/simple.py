@@ -247,6 +247,9 @@ class SimpleAgent:
     async def _call_tools(self, session: str, calls: list[FunctionCall], first: int) -> list[ToolResult]:
         """Run a step's calls concurrently; the first failure cancels the others and is raised as it is."""
         env = self.environment
+        if len(calls) == 1:  # the common case: no task group (a task and its bookkeeping per call)
+            c = calls[0]
+            return [await env.call_tool(session, c.name, c.arguments, call_id=f"{first}:{c.call_id}")]
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
