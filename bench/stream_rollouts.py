@@ -4,7 +4,7 @@ is killed at 50 %.
 1. Throughput: `bench/stream_server.py gym` (rollouts already finished, ~2 KB each, so the collector / stream path is
    what is measured) serves N rollouts in groups of 4, read by CollectRollouts and by a StreamRollouts trainer that
    keeps 16 credits outstanding (one more per delivered group) and acks each group (what arrived in one message, with
-   one `ack` and one `credit`); alternating rounds.
+   one `ack` and one `credit`, sent together as one message); alternating rounds.
 2. Resume: an in-process server with a scripted weather model (2 calls of 20 ms per rollout); the trainer is killed
    (its call cancelled) once half the rollouts arrived, then resumes: CollectRollouts with `exclude_rollout_ids` of what
    it received, StreamRollouts with its resume token. Counted: model calls beyond the 2 per rollout that the work needs.
@@ -69,15 +69,16 @@ async def run_stream(target: str, work: list[Task]) -> int:
         await stream.add_tasks({str(i): t for i, t in enumerate(work)})
         await stream.grant(16)
         groups = 0
-        async for batch in stream.raw_batches():  # what arrived together is acked, and re-granted, in one message each
+        async for batch in stream.raw_batches():  # what arrived together is acked and re-granted in one message
             delivered = [m.group for m in batch if m.WhichOneof("message") == "group"]
             if delivered:
                 count += sum(len(g.rollouts) for g in delivered)
                 more = min(len(delivered), len(work) - 16 - groups)
                 groups += len(delivered)
-                if more > 0:
-                    await stream.grant(more)  # first: the next groups start while the ack travels
-                await stream.ack([g.group_id for g in delivered])
+                async with stream.together():  # one message
+                    if more > 0:
+                        await stream.grant(more)  # first: the next groups start before the ack is applied
+                    await stream.ack([g.group_id for g in delivered])
                 if groups == len(work):
                     await stream.finish()
             if any(m.WhichOneof("message") == "summary" for m in batch):

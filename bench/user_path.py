@@ -75,7 +75,8 @@ async def _read_stream(target: str, rows: Path, concurrency: int) -> int:
 
 async def _train_stream(target: str, tasks: list[dict[str, Any]], credits: int) -> int:
     """A StreamRollouts trainer in-process, as a Python trainer runs one: groups of one, `credits` outstanding, what
-    arrives together decoded (domain objects), acked with one `ack` and re-granted with one `credit`."""
+    arrives together decoded (domain objects), acked with one `ack` and re-granted with one `credit`, in one message
+    (`together()`)."""
     from gym_grpc.client import GymClient
     from gym_grpc.client.stream import GroupDelivered, StreamOptions
 
@@ -89,10 +90,11 @@ async def _train_stream(target: str, tasks: list[dict[str, Any]], credits: int) 
             if delivered:
                 count += sum(len(g.rollouts) for g in delivered)
                 more = min(len(delivered), len(tasks) - granted)
-                if more > 0:
-                    granted += more
-                    await stream.grant(more)
-                await stream.ack([g.group_id for g in delivered])
+                async with stream.together():  # one message
+                    if more > 0:
+                        granted += more
+                        await stream.grant(more)
+                    await stream.ack([g.group_id for g in delivered])
                 if count == len(tasks):
                     await stream.finish()
             if stream.summary is not None:

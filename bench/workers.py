@@ -41,8 +41,8 @@ def children(pid: int) -> list[int]:
 
 
 async def run_stream(target: str, rows: Path, credits: int) -> int:
-    """A trainer that reads the messages as protos (no decoding); what arrives together is acked with one `ack` and
-    re-granted with one `credit`."""
+    """A trainer that reads the messages as protos (no decoding); what arrives together is acked and re-granted in
+    one message (an `ack` and a `credit` in a `batch`)."""
     tasks = read_tasks(rows)
     count = 0
     options = StreamOptions(agent="weather_simple_agent", num_repeats=1, delivery="group")
@@ -59,10 +59,11 @@ async def run_stream(target: str, rows: Path, credits: int) -> int:
                 continue
             count += sum(len(g.rollouts) for g in delivered)
             more = min(len(delivered), len(tasks) - granted)
-            if more > 0:
-                await stream.grant(more)
-                granted += more
-            await stream.ack([g.group_id for g in delivered])
+            async with stream.together():  # one message
+                if more > 0:
+                    await stream.grant(more)
+                    granted += more
+                await stream.ack([g.group_id for g in delivered])
             if count == len(tasks):
                 await stream.finish()
     return count

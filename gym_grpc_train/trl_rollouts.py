@@ -180,9 +180,10 @@ class GymRolloutFunc:
             pending[key] = index
             await stream.add_tasks({key: self.by_prompt[prompts[index]]})
 
-        for first in range(len(prompts)):
-            await ask(first)
-        await stream.grant(len(prompts))
+        async with stream.together():  # the step's tasks and their credits: one message
+            for first in range(len(prompts)):
+                await ask(first)
+            await stream.grant(len(prompts))
         while pending:
             event = await anext(self._events)
             if isinstance(event, GroupDelivered):
@@ -195,8 +196,9 @@ class GymRolloutFunc:
                 if oldest < step - self.config.max_policy_lag:  # the stream should have dropped it; never train on it
                     log.warning("step %d: a group of version %d arrived; asking again", step, oldest)
                     dropped += 1
-                    await ask(index)
-                    await stream.grant(1)
+                    async with stream.together():
+                        await ask(index)
+                        await stream.grant(1)
                     continue
                 groups[index] = list(event.rollouts)
             elif isinstance(event, Dropped):
@@ -204,9 +206,10 @@ class GymRolloutFunc:
                 if index is not None:
                     log.info("step %d: group %s dropped (%s); asking again", step, event.group_id, event.reason)
                     dropped += 1
-                    await ask(index)
-                    if event.credit_returned < 1:
-                        await stream.grant(1)
+                    async with stream.together():
+                        await ask(index)
+                        if event.credit_returned < 1:
+                            await stream.grant(1)
             elif isinstance(event, Rejected):
                 raise RuntimeError(f"the stream rejected a message: {event.message}")
         return [g for g in groups if g is not None], dropped

@@ -57,7 +57,8 @@ async def test_model_faults_are_retried_then_typed_failures(model_server: ModelS
     assert len(rollouts) == 6 and (summary.succeeded, summary.failed) == (2, 4)  # nothing lost, nothing hung
     throttled = rollouts[texts[0]]
     assert throttled.reward == 1.0 and throttled.attempts == 2 and "HTTP 429" in throttled.stats.retry_messages[0]
-    for text, expected in zip(texts[1:5], ["closed the connection", "malformed JSON", "HTTP 500", "Timeout"], strict=True):
+    expected_messages = ["closed the connection", "malformed JSON", "HTTP 500", "Timeout"]
+    for text, expected in zip(texts[1:5], expected_messages, strict=True):
         failed = rollouts[text]
         assert failed.reward is None and failed.failure is not None, text
         assert failed.failure.kind == "infrastructure" and failed.failure.reason == "MODEL_FAILED"

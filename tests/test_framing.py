@@ -293,11 +293,17 @@ async def test_a_negative_stream_batch_is_invalid_argument_naming_the_field(held
 
 
 class CountingCall:
-    """A StreamRollouts call that counts the `batch` messages it reads (everything else passes through)."""
+    """A StreamRollouts call that counts the `batch` messages it reads and keeps what it writes (everything else
+    passes through)."""
 
     def __init__(self, call: Any) -> None:
         self.call = call
         self.batches = 0
+        self.written: list[Any] = []
+
+    async def write(self, message: Any) -> None:
+        self.written.append(message)
+        await self.call.write(message)
 
     async def read(self) -> Any:
         message = await self.call.read()
@@ -328,3 +334,59 @@ async def test_the_python_trainer_asks_for_batches_and_sees_one_message_at_a_tim
     assert counting.batches >= 1
     assert sorted(m.task_key for m in got if isinstance(m, GroupDelivered)) == [f"k{i}" for i in range(10)]
     assert isinstance(got[-1], StreamSummary) and got[-1].groups_delivered == 10
+
+
+async def test_the_python_trainer_sends_what_it_says_together_as_one_message(held: Any) -> None:
+    """`together()`: an ack and a credit (and tasks) in one `batch` request, applied as if sent one by one; with a
+    server that does not take batches (`opened.accepts_batches` false) the same messages go one by one."""
+    import dataclasses
+
+    from gym_grpc.client import GymClient
+    from gym_grpc.client.stream import GroupDelivered, StreamOptions
+
+    gym, model = held
+    model.gate.set()
+    for accepts in (True, False):
+        async with GymClient(f"127.0.0.1:{gym.port}") as client, client.stream_rollouts(StreamOptions("agent")) as s:
+            assert s.opened is not None and s.opened.accepts_batches
+            s.opened = dataclasses.replace(s.opened, accepts_batches=accepts)
+            counting = s._call = CountingCall(s._call)
+            async with s.together():
+                await s.add_tasks({f"k{i}": {"responses_create_params": {"input": f"add {i}"}} for i in range(4)})
+                await s.grant(2)
+                assert counting.written == []  # held until the block ends
+            delivered: list[str] = []
+            async for message in s:
+                if isinstance(message, GroupDelivered):
+                    delivered.append(message.task_key)
+                    async with s.together():
+                        await s.ack([message.group_id])
+                        if len(delivered) <= 2:
+                            await s.grant(1)
+                    if len(delivered) == 4:
+                        await s.finish()
+            assert sorted(delivered) == ["k0", "k1", "k2", "k3"]
+            kinds = [m.WhichOneof("message") for m in counting.written]
+            if accepts:
+                assert kinds == ["batch"] * 3 + ["ack", "ack"]  # tasks+credit, ack+credit twice, then acks alone
+                assert [m.WhichOneof("message") for m in counting.written[0].batch.messages] == ["tasks", "credit"]
+                assert [m.WhichOneof("message") for m in counting.written[1].batch.messages] == ["ack", "credit"]
+            else:
+                assert kinds == ["tasks", "credit", *["ack", "credit"] * 2, "ack", "ack"]
+
+
+def test_a_batch_in_a_batch_and_an_empty_batch() -> None:
+    """Codec: a batch's messages are the trainer messages; one that is itself a batch is rejected naming `batch`;
+    an empty batch carries nothing."""
+    from gym_grpc.errors import InvalidArgumentError
+
+    inner = rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=1))
+    (packed,) = stream_codec.pack_trainer([inner, inner])
+    nested = rollout_pb2.StreamRolloutsRequest()
+    nested.batch.messages.add().CopyFrom(packed)
+    (message,) = stream_codec.trainer_messages(nested)
+    with pytest.raises(InvalidArgumentError) as err:
+        stream_codec.trainer_message_from_proto(message)
+    assert [v.field for v in err.value.violations] == ["batch"]
+    assert list(stream_codec.trainer_messages(rollout_pb2.StreamRolloutsRequest(batch={}))) == []
+    assert list(stream_codec.pack_trainer([inner])) == [inner]

@@ -356,30 +356,34 @@ async def test_a_reader_that_stops_holds_nothing_past_its_credits(served: Any) -
         assert model.calls == 6 and session.credits == 0 and len(session._queue) == 47
 
 
-async def send_bad_messages(stream: RolloutStream, agent: str, first: Any, other: Any) -> None:
+async def send_bad_messages(stream: RolloutStream, agent: str, first: Any, other: Any, *, together: bool) -> None:
     """On a stream opened at policy version 5: task `a` (`first`, message 1), then seven messages to reject, 2 to 8
     (`other` under the same key, version 4, -3 credits, a second `open`, a task row whose input is a number, 2**30
-    credits, a cancel of an unknown key); then one credit and the half-close."""
-    await stream.add_tasks({"a": first})
-    await stream.add_tasks({"a": other})  # duplicate key
-    await stream.set_policy_version(4)  # backwards
-    await stream._call.write(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=-3)))
-    await stream._call.write(rollout_pb2.StreamRolloutsRequest(open=rollout_pb2.StreamOpen(agent=agent)))
+    credits, a cancel of an unknown key); then one credit and the half-close. `together`: messages 1 to 9 in one
+    `batch` (they must be taken exactly as if sent one by one)."""
     bad = rollout_pb2.StreamRolloutsRequest()
     bad.tasks.tasks.add(task_key="x").task.row_json = '{"responses_create_params": {"input": 3}}'
-    await stream._call.write(bad)
-    await stream._call.write(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=2**30)))
-    await stream.cancel(["nope"])
-    await stream.grant(1)
+    async with stream.together() if together else contextlib.nullcontext():
+        await stream.add_tasks({"a": first})
+        await stream.add_tasks({"a": other})  # duplicate key
+        await stream.set_policy_version(4)  # backwards
+        await stream._send(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=-3)))
+        await stream._send(rollout_pb2.StreamRolloutsRequest(open=rollout_pb2.StreamOpen(agent=agent)))
+        await stream._send(bad)
+        await stream._send(rollout_pb2.StreamRolloutsRequest(credit=rollout_pb2.StreamCredit(groups=2**30)))
+        await stream.cancel(["nope"])
+        await stream.grant(1)
     await stream.finish()
 
 
-async def test_bad_messages_are_rejected_by_field_and_the_stream_goes_on(served: Any) -> None:
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "one-batch"])
+async def test_bad_messages_are_rejected_by_field_and_the_stream_goes_on(served: Any, together: bool) -> None:
     gym = await served(GateModel())
     async with stream_on(
         f"127.0.0.1:{gym.port}", StreamOptions(agent="agent", num_repeats=1, policy_version=5)
     ) as stream:
-        await send_bad_messages(stream, "agent", row("rewards 1"), row("rewards 0"))
+        assert stream.opened is not None and stream.opened.accepts_batches
+        await send_bad_messages(stream, "agent", row("rewards 1"), row("rewards 0"), together=together)
         got = await collect(stream, lambda m: False)
     rejected = [m for m in got if isinstance(m, Rejected)]
     assert [(r.message_index, grpc.StatusCode.INVALID_ARGUMENT.value[0] == r.code) for r in rejected][:3] == [

@@ -127,13 +127,22 @@ async def test_a_policy_version_stamps_what_starts_after_it_and_a_bad_route_is_a
     assert isinstance(got[-1], StreamSummary) and got[-1].groups_delivered == 2
 
 
-@pytest.mark.parametrize("workers", SHAPES)
-async def test_bad_messages_are_rejected_by_field_and_the_stream_goes_on(model: ModelServer, workers: int) -> None:
+@pytest.mark.parametrize(
+    ("workers", "together"), [*((w, False) for w in SHAPES), (2, True)], ids=["1", "2", "2-one-batch"]
+)
+async def test_bad_messages_are_rejected_by_field_and_the_stream_goes_on(
+    model: ModelServer, workers: int, together: bool
+) -> None:
+    """Also with the trainer's messages in one batch: the front takes each on its own (and batches what it sends its
+    workers), so the rejections and their indexes are those of one process."""
     proc, target = await serve(model.base_url, workers)
     options = StreamOptions(AGENT, num_repeats=1, policy_version=5)
     with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(options) as stream:
-            await send_bad_messages(stream, AGENT, row("Weather in Oslo?"), row("Weather in Lima?"))
+            assert stream.opened is not None and stream.opened.accepts_batches
+            await send_bad_messages(
+                stream, AGENT, row("Weather in Oslo?"), row("Weather in Lima?"), together=together
+            )
             got = await collect(stream, lambda m: False)
         assert await stop(proc) == 0
     rejected = [m for m in got if isinstance(m, Rejected)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -26,8 +27,14 @@ from typing import Any
 
 import grpc
 
+from gym_grpc._proto.gym.v1 import rollout_pb2 as pb
 from gym_grpc.protocol.codec import task as task_codec
-from gym_grpc.protocol.codec.stream import server_message_from_proto, trainer_message_to_proto, unpack
+from gym_grpc.protocol.codec.stream import (
+    pack_trainer,
+    server_message_from_proto,
+    trainer_message_to_proto,
+    unpack,
+)
 from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.streams import (
     Ack,
@@ -74,6 +81,7 @@ class RolloutStream:
         self.summary: StreamSummary | None = None
         self._lock = asyncio.Lock()
         self._received: collections.deque[Any] = collections.deque()  # the rest of a `batch` being read
+        self._held: list[Any] | None = None  # inside `together()`: the messages to send as one
 
     @property
     def resume_token(self) -> str:
@@ -88,9 +96,41 @@ class RolloutStream:
             raise RuntimeError(f"the server answered open with {type(first).__name__}")
         self.opened = first
 
-    async def _send(self, message: TrainerMessage) -> None:
+    async def _send(self, message: TrainerMessage | pb.StreamRolloutsRequest) -> None:
+        """Send one trainer message (a domain message, or a request proto as it is)."""
+        proto = message if isinstance(message, pb.StreamRolloutsRequest) else trainer_message_to_proto(message)
+        if self._held is not None:
+            self._held.append(proto)
+            return
         async with self._lock:  # one write at a time, as grpc.aio requires
-            await self._call.write(trainer_message_to_proto(message))
+            await self._call.write(proto)
+
+    @contextlib.asynccontextmanager
+    async def together(self) -> AsyncIterator[None]:
+        """Send the messages of a block as one `batch` when it ends, e.g. what answers a batch of results:
+
+            async with stream.together():
+                await stream.ack(ids)
+                await stream.grant(len(ids))
+
+        The server applies them in order, exactly as if sent one by one; it is one gRPC message instead of several.
+        With a server that does not take batches (`opened.accepts_batches` false) they go one by one. A block that
+        raises sends nothing. Nested blocks join the outer one."""
+        if self._held is not None:
+            yield
+            return
+        held: list[Any] = []
+        self._held = held
+        try:
+            yield
+        finally:
+            self._held = None
+        if not held:
+            return
+        framed = pack_trainer(held) if self.opened is not None and self.opened.accepts_batches else held
+        async with self._lock:
+            for message in framed:
+                await self._call.write(message)
 
     async def _read_raw(self) -> Any:
         """The next server message as a proto (a `batch` unpacked), or grpc.aio.EOF."""
@@ -148,7 +188,8 @@ class RolloutStream:
 
     async def raw_batches(self) -> AsyncIterator[list[Any]]:
         """The same protos in lists of those the server sent together (what was ready at the same moment), so a trainer
-        can answer a list with one `ack` and one `credit` instead of one of each per group."""
+        can answer a list with one `ack` and one `credit` (in one message: `together()`) instead of one of each per
+        group."""
         while True:
             if self._received:
                 batch = list(self._received)

@@ -344,7 +344,7 @@ class StreamSession:
     # --- what the trainer receives ---------------------------------------------------------------------------------
 
     def opened(self, *, resumed: bool = False) -> Opened:
-        return Opened(self.stream_id, self.resume_token, resumed, self.version)
+        return Opened(self.stream_id, self.resume_token, resumed, self.version, accepts_batches=True)
 
     def _sent(self, message: ServerMessage) -> None:
         """Bookkeeping once the writer took `message`: groups leave, results wait for their ack."""

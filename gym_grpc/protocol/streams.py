@@ -82,6 +82,7 @@ class Opened:
     resume_token: str
     resumed: bool = False
     policy_version: int | None = None
+    accepts_batches: bool = False  # the server takes trainer messages in a `batch` (servers of this version say so)
 
 
 @dataclass(frozen=True)

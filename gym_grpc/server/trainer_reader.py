@@ -34,20 +34,24 @@ async def read_trainer(
     attachment: int,
     apply: Callable[[int, TrainerMessage], None],
 ) -> None:
-    """Apply the trainer's messages in order (`apply(index, message)`, `open` being index 0); a rejected one becomes
-    an `error` message and the stream goes on. The end of the requests finishes the stream when it is a half-close —
-    not when the call was cancelled (a lost trainer, who may resume) or replaced by a resume."""
+    """Apply the trainer's messages in order (`apply(index, message)`, `open` being index 0, a `batch`'s messages
+    each on its own); a rejected one becomes an `error` message and the stream goes on. The end of the requests
+    finishes the stream when it is a half-close — not when the call was cancelled (a lost trainer, who may resume)
+    or replaced by a resume."""
     index = 0
     async for raw in requests:
         if attachment != side.attachment:
             return
-        index += 1
-        try:
-            if isinstance(raw, Undecodable):
-                raise InvalidArgumentError(f"the message is not a StreamRolloutsRequest: {raw.error}")
-            apply(index, stream_codec.trainer_message_from_proto(raw))
-        except GymError as exc:
-            side.reject(index, exc)
+        if isinstance(raw, Undecodable):
+            index += 1
+            side.reject(index, InvalidArgumentError(f"the message is not a StreamRolloutsRequest: {raw.error}"))
+            continue
+        for message in stream_codec.trainer_messages(raw):  # a batch's messages count one by one
+            index += 1
+            try:
+                apply(index, stream_codec.trainer_message_from_proto(message))
+            except GymError as exc:
+                side.reject(index, exc)
     # A cancelled call (a lost trainer) ends its requests like a half-close does. Stop admitting at once, and finish
     # only if the call is still alive a moment later: a cancelled one has torn this reader down by then.
     side.paused = True

@@ -143,13 +143,23 @@ class _Session(StreamState):
             worker.outbox.put_nowait(END)
 
     async def _write(self, worker: Worker) -> None:
+        """Write the worker's outbox in order: `open`, then what is queued at the same moment (a task and its credit,
+        acks) as one `batch` message (the workers are servers of this version: they take batches)."""
+        outbox = worker.outbox
         try:
+            await worker.call.write(await outbox.get())  # `open`, alone
             while True:
-                message = await worker.outbox.get()
-                if message is END:
+                run = [await outbox.get()]
+                while run[-1] is not END and not outbox.empty():
+                    run.append(outbox.get_nowait())
+                end = run[-1] is END
+                if end:
+                    run.pop()
+                for message in stream_codec.pack_trainer(run):
+                    await worker.call.write(message)
+                if end:
                     await worker.call.done_writing()
                     return
-                await worker.call.write(message)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             return  # the call ended: its reader reports how
 
@@ -192,7 +202,8 @@ class _Session(StreamState):
         """What the call that owns `attachment` sends: `opened`, the results, heartbeats when idle, the summary; as
         protos, in lists of those ready at the same moment, at most `limit` (at least one) each."""
         resumed = attachment > 1
-        yield [self.encoder.encode(streams.Opened(self.stream_id, self.resume_token, resumed, self.version))]
+        opened = streams.Opened(self.stream_id, self.resume_token, resumed, self.version, accepts_batches=True)
+        yield [self.encoder.encode(opened)]
         interval = self.options.heartbeat_interval or self.config.server.heartbeat_interval
         sent = time.monotonic()  # a heartbeat marks the trainer's silence (the workers' own messages wake us too)
         while attachment == self.attachment:

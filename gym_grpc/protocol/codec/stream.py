@@ -162,7 +162,25 @@ def trainer_message_from_proto(m: pb.StreamRolloutsRequest) -> TrainerMessage:
         return Ack(list(m.ack.ids))
     if which == "cancel":
         return Cancel(list(m.cancel.task_keys))
+    if which == "batch":
+        raise InvalidArgumentError.field("batch", "a batch's messages cannot be batches")
     raise InvalidArgumentError.field("message", "empty StreamRolloutsRequest: set one of its fields")
+
+
+_trainer_batch = framing.batch_of(pb.StreamRolloutsRequest, "batch", "messages")
+
+
+def trainer_messages(m: pb.StreamRolloutsRequest) -> Iterable[pb.StreamRolloutsRequest]:
+    """The trainer messages a request carries: those of a `batch`, or the request itself."""
+    return framing.unpack(m, "message", "batch", "messages")
+
+
+def pack_trainer(
+    messages: Iterable[pb.StreamRolloutsRequest], limit: int = framing.MAX_PER_MESSAGE
+) -> Iterator[pb.StreamRolloutsRequest]:
+    """The requests that carry trainer `messages` (none of them `open`), in order: batches of at most `limit` and
+    ~1 MiB (`framing.pack`), a run of one as the message itself."""
+    return framing.pack(messages, limit, _trainer_batch)
 
 
 def trainer_message_to_proto(m: TrainerMessage) -> pb.StreamRolloutsRequest:
@@ -199,7 +217,13 @@ class ServerEncoder:
     def encode(self, m: ServerMessage, status: status_pb2.Status | None = None) -> pb.StreamRolloutsResponse:
         out = pb.StreamRolloutsResponse()
         if isinstance(m, Opened):
-            out.opened.CopyFrom(pb.StreamOpened(stream_id=m.stream_id, resume_token=m.resume_token, resumed=m.resumed))
+            o = out.opened
+            o.stream_id, o.resume_token, o.resumed, o.accepts_batches = (
+                m.stream_id,
+                m.resume_token,
+                m.resumed,
+                m.accepts_batches,
+            )
             if m.policy_version is not None:
                 out.opened.policy_version = m.policy_version
         elif isinstance(m, RolloutDelivered):
@@ -266,7 +290,7 @@ def server_message_from_proto(m: pb.StreamRolloutsResponse) -> ServerMessage:
     which = m.WhichOneof("message")
     if which == "opened":
         o = m.opened
-        return Opened(o.stream_id, o.resume_token, o.resumed, _opt(o, "policy_version"))
+        return Opened(o.stream_id, o.resume_token, o.resumed, _opt(o, "policy_version"), o.accepts_batches)
     if which == "rollout":
         return RolloutDelivered(rollout_codec.decode(m.rollout))
     if which == "group":

@@ -1217,6 +1217,7 @@ class StreamRolloutsRequest(google.protobuf.message.Message):
     POLICY_FIELD_NUMBER: builtins.int
     ACK_FIELD_NUMBER: builtins.int
     CANCEL_FIELD_NUMBER: builtins.int
+    BATCH_FIELD_NUMBER: builtins.int
     @property
     def open(self) -> global___StreamOpen:
         """The first message, exactly once."""
@@ -1241,6 +1242,10 @@ class StreamRolloutsRequest(google.protobuf.message.Message):
     def cancel(self) -> global___StreamCancel:
         """Cancel tasks."""
 
+    @property
+    def batch(self) -> global___StreamRequestBatch:
+        """Several trainer messages at once (for example an ack and a credit); only after `opened.accepts_batches`."""
+
     def __init__(
         self,
         *,
@@ -1250,12 +1255,36 @@ class StreamRolloutsRequest(google.protobuf.message.Message):
         policy: global___StreamPolicy | None = ...,
         ack: global___StreamAck | None = ...,
         cancel: global___StreamCancel | None = ...,
+        batch: global___StreamRequestBatch | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["ack", b"ack", "cancel", b"cancel", "credit", b"credit", "message", b"message", "open", b"open", "policy", b"policy", "tasks", b"tasks"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["ack", b"ack", "cancel", b"cancel", "credit", b"credit", "message", b"message", "open", b"open", "policy", b"policy", "tasks", b"tasks"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["open", "tasks", "credit", "policy", "ack", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["ack", b"ack", "batch", b"batch", "cancel", b"cancel", "credit", b"credit", "message", b"message", "open", b"open", "policy", b"policy", "tasks", b"tasks"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["ack", b"ack", "batch", b"batch", "cancel", b"cancel", "credit", b"credit", "message", b"message", "open", b"open", "policy", b"policy", "tasks", b"tasks"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["message", b"message"]) -> typing.Literal["open", "tasks", "credit", "policy", "ack", "cancel", "batch"] | None: ...
 
 global___StreamRolloutsRequest = StreamRolloutsRequest
+
+@typing.final
+class StreamRequestBatch(google.protobuf.message.Message):
+    """Trainer messages sent as one. They are applied in order, exactly as if sent one by one: each counts on its own for
+    `StreamError.message_index`, and a rejected one changes nothing while the others still apply. None of them is
+    `open` or itself a batch (such a message is rejected); an empty batch does nothing.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: builtins.int
+    @property
+    def messages(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___StreamRolloutsRequest]:
+        """The messages."""
+
+    def __init__(
+        self,
+        *,
+        messages: collections.abc.Iterable[global___StreamRolloutsRequest] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["messages", b"messages"]) -> None: ...
+
+global___StreamRequestBatch = StreamRequestBatch
 
 @typing.final
 class StreamOpened(google.protobuf.message.Message):
@@ -1267,6 +1296,7 @@ class StreamOpened(google.protobuf.message.Message):
     RESUME_TOKEN_FIELD_NUMBER: builtins.int
     RESUMED_FIELD_NUMBER: builtins.int
     POLICY_VERSION_FIELD_NUMBER: builtins.int
+    ACCEPTS_BATCHES_FIELD_NUMBER: builtins.int
     stream_id: builtins.str
     """The stream id."""
     resume_token: builtins.str
@@ -1275,6 +1305,10 @@ class StreamOpened(google.protobuf.message.Message):
     """True when this answers a resume: unacknowledged results follow, then the stream goes on."""
     policy_version: builtins.int
     """The policy version in force, when one was announced."""
+    accepts_batches: builtins.bool
+    """True when the server takes trainer messages in `batch` (StreamRequestBatch); a trainer must not send one
+    otherwise (an older server would see an empty message).
+    """
     def __init__(
         self,
         *,
@@ -1282,9 +1316,10 @@ class StreamOpened(google.protobuf.message.Message):
         resume_token: builtins.str = ...,
         resumed: builtins.bool = ...,
         policy_version: builtins.int | None = ...,
+        accepts_batches: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "policy_version", b"policy_version", "resume_token", b"resume_token", "resumed", b"resumed", "stream_id", b"stream_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_policy_version", b"_policy_version", "accepts_batches", b"accepts_batches", "policy_version", b"policy_version", "resume_token", b"resume_token", "resumed", b"resumed", "stream_id", b"stream_id"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_policy_version", b"_policy_version"]) -> typing.Literal["policy_version"] | None: ...
 
 global___StreamOpened = StreamOpened

@@ -2501,6 +2501,7 @@ type StreamRolloutsRequest struct {
 	//	*StreamRolloutsRequest_Policy
 	//	*StreamRolloutsRequest_Ack
 	//	*StreamRolloutsRequest_Cancel
+	//	*StreamRolloutsRequest_Batch
 	Message       isStreamRolloutsRequest_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2597,6 +2598,15 @@ func (x *StreamRolloutsRequest) GetCancel() *StreamCancel {
 	return nil
 }
 
+func (x *StreamRolloutsRequest) GetBatch() *StreamRequestBatch {
+	if x != nil {
+		if x, ok := x.Message.(*StreamRolloutsRequest_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isStreamRolloutsRequest_Message interface {
 	isStreamRolloutsRequest_Message()
 }
@@ -2631,6 +2641,11 @@ type StreamRolloutsRequest_Cancel struct {
 	Cancel *StreamCancel `protobuf:"bytes,6,opt,name=cancel,proto3,oneof"`
 }
 
+type StreamRolloutsRequest_Batch struct {
+	// Several trainer messages at once (for example an ack and a credit); only after `opened.accepts_batches`.
+	Batch *StreamRequestBatch `protobuf:"bytes,7,opt,name=batch,proto3,oneof"`
+}
+
 func (*StreamRolloutsRequest_Open) isStreamRolloutsRequest_Message() {}
 
 func (*StreamRolloutsRequest_Tasks) isStreamRolloutsRequest_Message() {}
@@ -2643,6 +2658,56 @@ func (*StreamRolloutsRequest_Ack) isStreamRolloutsRequest_Message() {}
 
 func (*StreamRolloutsRequest_Cancel) isStreamRolloutsRequest_Message() {}
 
+func (*StreamRolloutsRequest_Batch) isStreamRolloutsRequest_Message() {}
+
+// Trainer messages sent as one. They are applied in order, exactly as if sent one by one: each counts on its own for
+// `StreamError.message_index`, and a rejected one changes nothing while the others still apply. None of them is
+// `open` or itself a batch (such a message is rejected); an empty batch does nothing.
+type StreamRequestBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages.
+	Messages      []*StreamRolloutsRequest `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRequestBatch) Reset() {
+	*x = StreamRequestBatch{}
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRequestBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRequestBatch) ProtoMessage() {}
+
+func (x *StreamRequestBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRequestBatch.ProtoReflect.Descriptor instead.
+func (*StreamRequestBatch) Descriptor() ([]byte, []int) {
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StreamRequestBatch) GetMessages() []*StreamRolloutsRequest {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 // The server's answer to `open`.
 type StreamOpened struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2654,13 +2719,16 @@ type StreamOpened struct {
 	Resumed bool `protobuf:"varint,3,opt,name=resumed,proto3" json:"resumed,omitempty"`
 	// The policy version in force, when one was announced.
 	PolicyVersion *int64 `protobuf:"varint,4,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// True when the server takes trainer messages in `batch` (StreamRequestBatch); a trainer must not send one
+	// otherwise (an older server would see an empty message).
+	AcceptsBatches bool `protobuf:"varint,5,opt,name=accepts_batches,json=acceptsBatches,proto3" json:"accepts_batches,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamOpened) Reset() {
 	*x = StreamOpened{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2740,7 @@ func (x *StreamOpened) String() string {
 func (*StreamOpened) ProtoMessage() {}
 
 func (x *StreamOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[26]
+	mi := &file_gym_v1_rollout_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2753,7 @@ func (x *StreamOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOpened.ProtoReflect.Descriptor instead.
 func (*StreamOpened) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{26}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StreamOpened) GetStreamId() string {
@@ -2716,6 +2784,13 @@ func (x *StreamOpened) GetPolicyVersion() int64 {
 	return 0
 }
 
+func (x *StreamOpened) GetAcceptsBatches() bool {
+	if x != nil {
+		return x.AcceptsBatches
+	}
+	return false
+}
+
 // A whole group (GROUP delivery).
 type RolloutGroup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2733,7 +2808,7 @@ type RolloutGroup struct {
 
 func (x *RolloutGroup) Reset() {
 	*x = RolloutGroup{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +2820,7 @@ func (x *RolloutGroup) String() string {
 func (*RolloutGroup) ProtoMessage() {}
 
 func (x *RolloutGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[27]
+	mi := &file_gym_v1_rollout_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +2833,7 @@ func (x *RolloutGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutGroup.ProtoReflect.Descriptor instead.
 func (*RolloutGroup) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{27}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RolloutGroup) GetGroupId() string {
@@ -2814,7 +2889,7 @@ type GroupDropped struct {
 
 func (x *GroupDropped) Reset() {
 	*x = GroupDropped{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +2901,7 @@ func (x *GroupDropped) String() string {
 func (*GroupDropped) ProtoMessage() {}
 
 func (x *GroupDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[28]
+	mi := &file_gym_v1_rollout_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +2914,7 @@ func (x *GroupDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDropped.ProtoReflect.Descriptor instead.
 func (*GroupDropped) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{28}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GroupDropped) GetGroupId() string {
@@ -2919,7 +2994,7 @@ type StreamHeartbeat struct {
 
 func (x *StreamHeartbeat) Reset() {
 	*x = StreamHeartbeat{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2931,7 +3006,7 @@ func (x *StreamHeartbeat) String() string {
 func (*StreamHeartbeat) ProtoMessage() {}
 
 func (x *StreamHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[29]
+	mi := &file_gym_v1_rollout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2944,7 +3019,7 @@ func (x *StreamHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHeartbeat.ProtoReflect.Descriptor instead.
 func (*StreamHeartbeat) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{29}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StreamHeartbeat) GetCreditsAvailable() int32 {
@@ -3016,7 +3091,7 @@ type StreamSummary struct {
 
 func (x *StreamSummary) Reset() {
 	*x = StreamSummary{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	mi := &file_gym_v1_rollout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3028,7 +3103,7 @@ func (x *StreamSummary) String() string {
 func (*StreamSummary) ProtoMessage() {}
 
 func (x *StreamSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[30]
+	mi := &file_gym_v1_rollout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3041,7 +3116,7 @@ func (x *StreamSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSummary.ProtoReflect.Descriptor instead.
 func (*StreamSummary) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{30}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StreamSummary) GetSucceeded() int32 {
@@ -3129,7 +3204,7 @@ type StreamRolloutsResponse struct {
 
 func (x *StreamRolloutsResponse) Reset() {
 	*x = StreamRolloutsResponse{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[31]
+	mi := &file_gym_v1_rollout_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3216,7 @@ func (x *StreamRolloutsResponse) String() string {
 func (*StreamRolloutsResponse) ProtoMessage() {}
 
 func (x *StreamRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[31]
+	mi := &file_gym_v1_rollout_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3229,7 @@ func (x *StreamRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*StreamRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{31}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StreamRolloutsResponse) GetMessage() isStreamRolloutsResponse_Message {
@@ -3307,7 +3382,7 @@ type StreamBatch struct {
 
 func (x *StreamBatch) Reset() {
 	*x = StreamBatch{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[32]
+	mi := &file_gym_v1_rollout_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3394,7 @@ func (x *StreamBatch) String() string {
 func (*StreamBatch) ProtoMessage() {}
 
 func (x *StreamBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[32]
+	mi := &file_gym_v1_rollout_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3407,7 @@ func (x *StreamBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBatch.ProtoReflect.Descriptor instead.
 func (*StreamBatch) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{32}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StreamBatch) GetMessages() []*StreamRolloutsResponse {
@@ -3355,7 +3430,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_gym_v1_rollout_proto_msgTypes[33]
+	mi := &file_gym_v1_rollout_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3367,7 +3442,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_gym_v1_rollout_proto_msgTypes[33]
+	mi := &file_gym_v1_rollout_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3380,7 +3455,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{33}
+	return file_gym_v1_rollout_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StreamError) GetMessageIndex() int64 {
@@ -3590,20 +3665,24 @@ const file_gym_v1_rollout_proto_rawDesc = "" +
 	"\tStreamAck\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"+\n" +
 	"\fStreamCancel\x12\x1b\n" +
-	"\ttask_keys\x18\x01 \x03(\tR\btaskKeys\"\xb0\x02\n" +
+	"\ttask_keys\x18\x01 \x03(\tR\btaskKeys\"\xe4\x02\n" +
 	"\x15StreamRolloutsRequest\x12(\n" +
 	"\x04open\x18\x01 \x01(\v2\x12.gym.v1.StreamOpenH\x00R\x04open\x12+\n" +
 	"\x05tasks\x18\x02 \x01(\v2\x13.gym.v1.StreamTasksH\x00R\x05tasks\x12.\n" +
 	"\x06credit\x18\x03 \x01(\v2\x14.gym.v1.StreamCreditH\x00R\x06credit\x12.\n" +
 	"\x06policy\x18\x04 \x01(\v2\x14.gym.v1.StreamPolicyH\x00R\x06policy\x12%\n" +
 	"\x03ack\x18\x05 \x01(\v2\x11.gym.v1.StreamAckH\x00R\x03ack\x12.\n" +
-	"\x06cancel\x18\x06 \x01(\v2\x14.gym.v1.StreamCancelH\x00R\x06cancelB\t\n" +
-	"\amessage\"\xa7\x01\n" +
+	"\x06cancel\x18\x06 \x01(\v2\x14.gym.v1.StreamCancelH\x00R\x06cancel\x122\n" +
+	"\x05batch\x18\a \x01(\v2\x1a.gym.v1.StreamRequestBatchH\x00R\x05batchB\t\n" +
+	"\amessage\"O\n" +
+	"\x12StreamRequestBatch\x129\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1d.gym.v1.StreamRolloutsRequestR\bmessages\"\xd0\x01\n" +
 	"\fStreamOpened\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12!\n" +
 	"\fresume_token\x18\x02 \x01(\tR\vresumeToken\x12\x18\n" +
 	"\aresumed\x18\x03 \x01(\bR\aresumed\x12*\n" +
-	"\x0epolicy_version\x18\x04 \x01(\x03H\x00R\rpolicyVersion\x88\x01\x01B\x11\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x03H\x00R\rpolicyVersion\x88\x01\x01\x12'\n" +
+	"\x0faccepts_batches\x18\x05 \x01(\bR\x0eacceptsBatchesB\x11\n" +
 	"\x0f_policy_version\"\x8d\x01\n" +
 	"\fRolloutGroup\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x19\n" +
@@ -3705,7 +3784,7 @@ func file_gym_v1_rollout_proto_rawDescGZIP() []byte {
 }
 
 var file_gym_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_gym_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_gym_v1_rollout_proto_goTypes = []any{
 	(FailureKind)(0),                // 0: gym.v1.FailureKind
 	(RolloutView)(0),                // 1: gym.v1.RolloutView
@@ -3739,44 +3818,45 @@ var file_gym_v1_rollout_proto_goTypes = []any{
 	(*StreamAck)(nil),               // 29: gym.v1.StreamAck
 	(*StreamCancel)(nil),            // 30: gym.v1.StreamCancel
 	(*StreamRolloutsRequest)(nil),   // 31: gym.v1.StreamRolloutsRequest
-	(*StreamOpened)(nil),            // 32: gym.v1.StreamOpened
-	(*RolloutGroup)(nil),            // 33: gym.v1.RolloutGroup
-	(*GroupDropped)(nil),            // 34: gym.v1.GroupDropped
-	(*StreamHeartbeat)(nil),         // 35: gym.v1.StreamHeartbeat
-	(*StreamSummary)(nil),           // 36: gym.v1.StreamSummary
-	(*StreamRolloutsResponse)(nil),  // 37: gym.v1.StreamRolloutsResponse
-	(*StreamBatch)(nil),             // 38: gym.v1.StreamBatch
-	(*StreamError)(nil),             // 39: gym.v1.StreamError
-	nil,                             // 40: gym.v1.Rollout.MetricsEntry
-	nil,                             // 41: gym.v1.CollectionSummary.MetricsEntry
-	nil,                             // 42: gym.v1.StreamSummary.MetricsEntry
-	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
-	(*ResponseCreateParams)(nil),    // 44: gym.v1.ResponseCreateParams
-	(*Response)(nil),                // 45: gym.v1.Response
-	(*status.Status)(nil),           // 46: google.rpc.Status
-	(*Task)(nil),                    // 47: gym.v1.Task
-	(*MetricValue)(nil),             // 48: gym.v1.MetricValue
+	(*StreamRequestBatch)(nil),      // 32: gym.v1.StreamRequestBatch
+	(*StreamOpened)(nil),            // 33: gym.v1.StreamOpened
+	(*RolloutGroup)(nil),            // 34: gym.v1.RolloutGroup
+	(*GroupDropped)(nil),            // 35: gym.v1.GroupDropped
+	(*StreamHeartbeat)(nil),         // 36: gym.v1.StreamHeartbeat
+	(*StreamSummary)(nil),           // 37: gym.v1.StreamSummary
+	(*StreamRolloutsResponse)(nil),  // 38: gym.v1.StreamRolloutsResponse
+	(*StreamBatch)(nil),             // 39: gym.v1.StreamBatch
+	(*StreamError)(nil),             // 40: gym.v1.StreamError
+	nil,                             // 41: gym.v1.Rollout.MetricsEntry
+	nil,                             // 42: gym.v1.CollectionSummary.MetricsEntry
+	nil,                             // 43: gym.v1.StreamSummary.MetricsEntry
+	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
+	(*ResponseCreateParams)(nil),    // 45: gym.v1.ResponseCreateParams
+	(*Response)(nil),                // 46: gym.v1.Response
+	(*status.Status)(nil),           // 47: google.rpc.Status
+	(*Task)(nil),                    // 48: gym.v1.Task
+	(*MetricValue)(nil),             // 49: gym.v1.MetricValue
 }
 var file_gym_v1_rollout_proto_depIdxs = []int32{
 	2,  // 0: gym.v1.TrainingSegment.kind:type_name -> gym.v1.SegmentKind
 	6,  // 1: gym.v1.TrainingView.segments:type_name -> gym.v1.TrainingSegment
 	7,  // 2: gym.v1.TrainingView.prefix_violation:type_name -> gym.v1.PrefixViolation
-	43, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
-	44, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
-	45, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
-	40, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
+	44, // 3: gym.v1.RolloutTiming.started_at:type_name -> google.protobuf.Timestamp
+	45, // 4: gym.v1.Rollout.responses_create_params:type_name -> gym.v1.ResponseCreateParams
+	46, // 5: gym.v1.Rollout.response:type_name -> gym.v1.Response
+	41, // 6: gym.v1.Rollout.metrics:type_name -> gym.v1.Rollout.MetricsEntry
 	10, // 7: gym.v1.Rollout.timing:type_name -> gym.v1.RolloutTiming
 	11, // 8: gym.v1.Rollout.stats:type_name -> gym.v1.RolloutStats
-	46, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
+	47, // 9: gym.v1.Rollout.failure:type_name -> google.rpc.Status
 	0,  // 10: gym.v1.Rollout.failure_kind:type_name -> gym.v1.FailureKind
 	8,  // 11: gym.v1.Rollout.training_view:type_name -> gym.v1.TrainingView
-	47, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
+	48, // 12: gym.v1.TaskList.tasks:type_name -> gym.v1.Task
 	13, // 13: gym.v1.CollectRolloutsRequest.tasks:type_name -> gym.v1.TaskList
 	9,  // 14: gym.v1.CollectRolloutsRequest.sampling:type_name -> gym.v1.SamplingParams
 	1,  // 15: gym.v1.CollectRolloutsRequest.view:type_name -> gym.v1.RolloutView
 	22, // 16: gym.v1.EventBatch.events:type_name -> gym.v1.CollectRolloutsResponse
 	19, // 17: gym.v1.Heartbeat.waits:type_name -> gym.v1.InFlightWait
-	41, // 18: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
+	42, // 18: gym.v1.CollectionSummary.metrics:type_name -> gym.v1.CollectionSummary.MetricsEntry
 	16, // 19: gym.v1.CollectRolloutsResponse.started:type_name -> gym.v1.CollectionStarted
 	12, // 20: gym.v1.CollectRolloutsResponse.rollout:type_name -> gym.v1.Rollout
 	17, // 21: gym.v1.CollectRolloutsResponse.group_complete:type_name -> gym.v1.GroupComplete
@@ -3788,7 +3868,7 @@ var file_gym_v1_rollout_proto_depIdxs = []int32{
 	1,  // 27: gym.v1.StreamOpen.view:type_name -> gym.v1.RolloutView
 	23, // 28: gym.v1.StreamOpen.staleness:type_name -> gym.v1.StalenessPolicy
 	3,  // 29: gym.v1.StreamOpen.delivery:type_name -> gym.v1.DeliveryMode
-	47, // 30: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
+	48, // 30: gym.v1.KeyedTask.task:type_name -> gym.v1.Task
 	25, // 31: gym.v1.StreamTasks.tasks:type_name -> gym.v1.KeyedTask
 	24, // 32: gym.v1.StreamRolloutsRequest.open:type_name -> gym.v1.StreamOpen
 	26, // 33: gym.v1.StreamRolloutsRequest.tasks:type_name -> gym.v1.StreamTasks
@@ -3796,31 +3876,33 @@ var file_gym_v1_rollout_proto_depIdxs = []int32{
 	28, // 35: gym.v1.StreamRolloutsRequest.policy:type_name -> gym.v1.StreamPolicy
 	29, // 36: gym.v1.StreamRolloutsRequest.ack:type_name -> gym.v1.StreamAck
 	30, // 37: gym.v1.StreamRolloutsRequest.cancel:type_name -> gym.v1.StreamCancel
-	12, // 38: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
-	5,  // 39: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
-	42, // 40: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
-	32, // 41: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
-	12, // 42: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
-	33, // 43: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
-	34, // 44: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
-	35, // 45: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
-	36, // 46: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
-	39, // 47: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
-	38, // 48: gym.v1.StreamRolloutsResponse.batch:type_name -> gym.v1.StreamBatch
-	37, // 49: gym.v1.StreamBatch.messages:type_name -> gym.v1.StreamRolloutsResponse
-	46, // 50: gym.v1.StreamError.status:type_name -> google.rpc.Status
-	48, // 51: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
-	20, // 52: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	20, // 53: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
-	14, // 54: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
-	31, // 55: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
-	22, // 56: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
-	37, // 57: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
-	56, // [56:58] is the sub-list for method output_type
-	54, // [54:56] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	32, // 38: gym.v1.StreamRolloutsRequest.batch:type_name -> gym.v1.StreamRequestBatch
+	31, // 39: gym.v1.StreamRequestBatch.messages:type_name -> gym.v1.StreamRolloutsRequest
+	12, // 40: gym.v1.RolloutGroup.rollouts:type_name -> gym.v1.Rollout
+	5,  // 41: gym.v1.GroupDropped.reason:type_name -> gym.v1.DropReason
+	43, // 42: gym.v1.StreamSummary.metrics:type_name -> gym.v1.StreamSummary.MetricsEntry
+	33, // 43: gym.v1.StreamRolloutsResponse.opened:type_name -> gym.v1.StreamOpened
+	12, // 44: gym.v1.StreamRolloutsResponse.rollout:type_name -> gym.v1.Rollout
+	34, // 45: gym.v1.StreamRolloutsResponse.group:type_name -> gym.v1.RolloutGroup
+	35, // 46: gym.v1.StreamRolloutsResponse.dropped:type_name -> gym.v1.GroupDropped
+	36, // 47: gym.v1.StreamRolloutsResponse.heartbeat:type_name -> gym.v1.StreamHeartbeat
+	37, // 48: gym.v1.StreamRolloutsResponse.summary:type_name -> gym.v1.StreamSummary
+	40, // 49: gym.v1.StreamRolloutsResponse.error:type_name -> gym.v1.StreamError
+	39, // 50: gym.v1.StreamRolloutsResponse.batch:type_name -> gym.v1.StreamBatch
+	38, // 51: gym.v1.StreamBatch.messages:type_name -> gym.v1.StreamRolloutsResponse
+	47, // 52: gym.v1.StreamError.status:type_name -> google.rpc.Status
+	49, // 53: gym.v1.Rollout.MetricsEntry.value:type_name -> gym.v1.MetricValue
+	20, // 54: gym.v1.CollectionSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	20, // 55: gym.v1.StreamSummary.MetricsEntry.value:type_name -> gym.v1.MetricStats
+	14, // 56: gym.v1.RolloutService.CollectRollouts:input_type -> gym.v1.CollectRolloutsRequest
+	31, // 57: gym.v1.RolloutService.StreamRollouts:input_type -> gym.v1.StreamRolloutsRequest
+	22, // 58: gym.v1.RolloutService.CollectRollouts:output_type -> gym.v1.CollectRolloutsResponse
+	38, // 59: gym.v1.RolloutService.StreamRollouts:output_type -> gym.v1.StreamRolloutsResponse
+	58, // [58:60] is the sub-list for method output_type
+	56, // [56:58] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_gym_v1_rollout_proto_init() }
@@ -3855,11 +3937,12 @@ func file_gym_v1_rollout_proto_init() {
 		(*StreamRolloutsRequest_Policy)(nil),
 		(*StreamRolloutsRequest_Ack)(nil),
 		(*StreamRolloutsRequest_Cancel)(nil),
+		(*StreamRolloutsRequest_Batch)(nil),
 	}
-	file_gym_v1_rollout_proto_msgTypes[26].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[28].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[27].OneofWrappers = []any{}
 	file_gym_v1_rollout_proto_msgTypes[29].OneofWrappers = []any{}
-	file_gym_v1_rollout_proto_msgTypes[31].OneofWrappers = []any{
+	file_gym_v1_rollout_proto_msgTypes[30].OneofWrappers = []any{}
+	file_gym_v1_rollout_proto_msgTypes[32].OneofWrappers = []any{
 		(*StreamRolloutsResponse_Opened)(nil),
 		(*StreamRolloutsResponse_Rollout)(nil),
 		(*StreamRolloutsResponse_Group)(nil),
@@ -3875,7 +3958,7 @@ func file_gym_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gym_v1_rollout_proto_rawDesc), len(file_gym_v1_rollout_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

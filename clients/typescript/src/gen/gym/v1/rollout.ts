@@ -799,7 +799,20 @@ export interface StreamRolloutsRequest {
     | //
     /** Cancel tasks. */
     { $case: "cancel"; value: StreamCancel }
+    | //
+    /** Several trainer messages at once (for example an ack and a credit); only after `opened.accepts_batches`. */
+    { $case: "batch"; value: StreamRequestBatch }
     | undefined;
+}
+
+/**
+ * Trainer messages sent as one. They are applied in order, exactly as if sent one by one: each counts on its own for
+ * `StreamError.message_index`, and a rejected one changes nothing while the others still apply. None of them is
+ * `open` or itself a batch (such a message is rejected); an empty batch does nothing.
+ */
+export interface StreamRequestBatch {
+  /** The messages. */
+  messages: StreamRolloutsRequest[];
 }
 
 /** The server's answer to `open`. */
@@ -811,7 +824,14 @@ export interface StreamOpened {
   /** True when this answers a resume: unacknowledged results follow, then the stream goes on. */
   resumed: boolean;
   /** The policy version in force, when one was announced. */
-  policyVersion?: number | undefined;
+  policyVersion?:
+    | number
+    | undefined;
+  /**
+   * True when the server takes trainer messages in `batch` (StreamRequestBatch); a trainer must not send one
+   * otherwise (an older server would see an empty message).
+   */
+  acceptsBatches: boolean;
 }
 
 /** A whole group (GROUP delivery). */
@@ -4876,6 +4896,9 @@ export const StreamRolloutsRequest: MessageFns<StreamRolloutsRequest> = {
       case "cancel":
         StreamCancel.encode(message.message.value, writer.uint32(50).fork()).join();
         break;
+      case "batch":
+        StreamRequestBatch.encode(message.message.value, writer.uint32(58).fork()).join();
+        break;
     }
     return writer;
   },
@@ -4941,6 +4964,14 @@ export const StreamRolloutsRequest: MessageFns<StreamRolloutsRequest> = {
             message.message = { $case: "cancel", value: StreamCancel.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = { $case: "batch", value: StreamRequestBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4967,6 +4998,8 @@ export const StreamRolloutsRequest: MessageFns<StreamRolloutsRequest> = {
         ? { $case: "ack", value: StreamAck.fromJSON(object.ack) }
         : isSet(object.cancel)
         ? { $case: "cancel", value: StreamCancel.fromJSON(object.cancel) }
+        : isSet(object.batch)
+        ? { $case: "batch", value: StreamRequestBatch.fromJSON(object.batch) }
         : undefined,
     };
   },
@@ -4985,6 +5018,8 @@ export const StreamRolloutsRequest: MessageFns<StreamRolloutsRequest> = {
       obj.ack = StreamAck.toJSON(message.message.value);
     } else if (message.message?.$case === "cancel") {
       obj.cancel = StreamCancel.toJSON(message.message.value);
+    } else if (message.message?.$case === "batch") {
+      obj.batch = StreamRequestBatch.toJSON(message.message.value);
     }
     return obj;
   },
@@ -5031,13 +5066,90 @@ export const StreamRolloutsRequest: MessageFns<StreamRolloutsRequest> = {
         }
         break;
       }
+      case "batch": {
+        if (object.message?.value !== undefined && object.message?.value !== null) {
+          message.message = { $case: "batch", value: StreamRequestBatch.fromPartial(object.message.value) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
+function createBaseStreamRequestBatch(): StreamRequestBatch {
+  return { messages: [] };
+}
+
+export const StreamRequestBatch: MessageFns<StreamRequestBatch> = {
+  encode(message: StreamRequestBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.messages) {
+      StreamRolloutsRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamRequestBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamRequestBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messages.push(StreamRolloutsRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamRequestBatch {
+    return {
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => StreamRolloutsRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: StreamRequestBatch): unknown {
+    const obj: any = {};
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => StreamRolloutsRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamRequestBatch>, I>>(base?: I): StreamRequestBatch {
+    return StreamRequestBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamRequestBatch>, I>>(object: I): StreamRequestBatch {
+    const message = createBaseStreamRequestBatch();
+    message.messages = object.messages?.map((e) => StreamRolloutsRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseStreamOpened(): StreamOpened {
-  return { streamId: "", resumeToken: "", resumed: false, policyVersion: undefined };
+  return { streamId: "", resumeToken: "", resumed: false, policyVersion: undefined, acceptsBatches: false };
 }
 
 export const StreamOpened: MessageFns<StreamOpened> = {
@@ -5053,6 +5165,9 @@ export const StreamOpened: MessageFns<StreamOpened> = {
     }
     if (message.policyVersion !== undefined) {
       writer.uint32(32).int64(message.policyVersion);
+    }
+    if (message.acceptsBatches !== false) {
+      writer.uint32(40).bool(message.acceptsBatches);
     }
     return writer;
   },
@@ -5102,6 +5217,14 @@ export const StreamOpened: MessageFns<StreamOpened> = {
             message.policyVersion = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.acceptsBatches = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5132,6 +5255,11 @@ export const StreamOpened: MessageFns<StreamOpened> = {
         : isSet(object.policy_version)
         ? globalThis.Number(object.policy_version)
         : undefined,
+      acceptsBatches: isSet(object.acceptsBatches)
+        ? globalThis.Boolean(object.acceptsBatches)
+        : isSet(object.accepts_batches)
+        ? globalThis.Boolean(object.accepts_batches)
+        : false,
     };
   },
 
@@ -5149,6 +5277,9 @@ export const StreamOpened: MessageFns<StreamOpened> = {
     if (message.policyVersion !== undefined) {
       obj.policyVersion = Math.round(message.policyVersion);
     }
+    if (message.acceptsBatches !== false) {
+      obj.acceptsBatches = message.acceptsBatches;
+    }
     return obj;
   },
 
@@ -5161,6 +5292,7 @@ export const StreamOpened: MessageFns<StreamOpened> = {
     message.resumeToken = object.resumeToken ?? "";
     message.resumed = object.resumed ?? false;
     message.policyVersion = object.policyVersion ?? undefined;
+    message.acceptsBatches = object.acceptsBatches ?? false;
     return message;
   },
 };
