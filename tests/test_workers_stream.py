@@ -140,9 +140,7 @@ async def test_bad_messages_are_rejected_by_field_and_the_stream_goes_on(
     with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(options) as stream:
             assert stream.opened is not None and stream.opened.accepts_batches
-            await send_bad_messages(
-                stream, AGENT, row("Weather in Oslo?"), row("Weather in Lima?"), together=together
-            )
+            await send_bad_messages(stream, AGENT, row("Weather in Oslo?"), row("Weather in Lima?"), together=together)
             got = await collect(stream, lambda m: False)
         assert await stop(proc) == 0
     rejected = [m for m in got if isinstance(m, Rejected)]
@@ -179,6 +177,31 @@ async def test_a_worker_killed_mid_stream_has_its_groups_run_elsewhere(model: Mo
         assert [r.rollout_index for r in group.rollouts] == [0, 1, 2, 3] and all(r.reward for r in group.rollouts)
     summary = got[-1]
     assert isinstance(summary, StreamSummary) and (summary.groups_delivered, summary.succeeded) == (8, 32)
+
+
+async def test_a_worker_killed_after_the_trainer_half_closed_still_has_its_groups_run(model: ModelServer) -> None:
+    """The trainer grants 8 groups and half-closes at once; one of two workers is killed while they run. Its groups
+    had started before the half-close, so they start again on the other worker (one process would have finished
+    them): all 8 arrive and the summary counts no task as not started."""
+    model.script.latency = 1.0
+    proc, target = await serve(model.base_url, 2)
+    workers = worker_pids(proc.pid)
+    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
+    with reaped(proc):
+        async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=2)) as stream:
+            async with stream.together():
+                await stream.add_tasks(tasks)
+                await stream.grant(8)
+            await stream.finish()
+            await until(lambda: model.script.in_flight == 16, "every rollout in its first model call", 30)
+            await asyncio.sleep(0.7)  # past the half-close grace (0.5 s): the front is finishing
+            os.kill(workers[0], signal.SIGKILL)
+            got = await collect(stream, lambda m: False)
+        assert await stop(proc) == 0
+    assert sorted(g.task_key for g in groups(got)) == sorted(tasks)
+    summary = got[-1]
+    assert isinstance(summary, StreamSummary)
+    assert (summary.groups_delivered, summary.succeeded, summary.tasks_not_started) == (8, 16, 0)
 
 
 @pytest.mark.parametrize("workers", SHAPES)

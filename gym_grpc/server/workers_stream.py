@@ -137,10 +137,10 @@ class _Session(StreamState):
         return self.attachment
 
     def finish(self) -> None:
-        """The trainer half-closed: each worker's stream is half-closed too, once its queued messages are written."""
+        """The trainer half-closed: nothing new starts; the workers' streams are half-closed once every running group
+        is in (`_admit`), so the groups of a worker lost meanwhile still start on the others."""
         self.finishing = True
-        for worker in self.workers.values():
-            worker.outbox.put_nowait(END)
+        self._admit()
 
     async def _write(self, worker: Worker) -> None:
         """Write the worker's outbox in order: `open`, then what is queued at the same moment (a task and its credit,

@@ -74,7 +74,8 @@ class StreamState:
         self.requeued: deque[Running] = deque()  # a lost worker's groups: started again first, on their old credit
         self.running: dict[str, Running] = {}
         self.next_index = itertools.count()
-        self.finishing = False
+        self.finishing = False  # the trainer half-closed: no new group starts
+        self.ended = False  # the workers' streams were half-closed (after the trainer's, once nothing runs)
         self.peak = 0
         self.reported: set[int] = set()  # trainer message indexes already answered with an error
         self.policy_sets: dict[int, tuple[int | None, int]] = {}  # policy message index: (version before, after)
@@ -162,26 +163,23 @@ class StreamState:
         worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(message))
 
     def _admit(self) -> None:
+        """Start what may start: first a lost worker's groups (already admitted: they run again whatever the trainer
+        does since, as they would have gone on in one process), then queued tasks while credits allow and the
+        trainer is attached and has not half-closed. Then, after a half-close, end the workers' streams once done."""
         cap = self.options.max_groups_running
-        while (
-            (self.requeued or (self.queue and self.credits > 0))
-            and self.workers
-            and not self.finishing
-            and self.attached
-            and not self.paused
-            and not self.draining.is_set()
-            and (cap == 0 or len(self.running) < cap)
-        ):
+        while self.workers and not self.draining.is_set() and (cap == 0 or len(self.running) < cap):
             w = min(self.workers, key=lambda i: (self.workers[i].running, self.workers[i].dealt))
             if self.requeued:
                 running = self.requeued.popleft()
                 running.worker = w
-            else:
+            elif self.queue and self.credits > 0 and not self.finishing and self.attached and not self.paused:
                 key, task = self.queue.popleft()
                 index = next(self.next_index)
                 gid = ids.group_id(self.options.agent, ids.task_digest(task), index, self.options.sampling)
                 running = Running(key, task, index, gid, w)
                 self.credits -= 1
+            else:
+                break
             self.running[running.key] = running
             worker = self.workers[w]
             worker.running += 1
@@ -192,6 +190,11 @@ class StreamState:
             else:
                 self._send(w, streams.Grant(1), 0)
             self.peak = max(self.peak, len(self.running))
+        if self.finishing and not self.running and not self.requeued and not self.ended:
+            # Only now: until the last group is in, a lost worker's groups can still start on the others.
+            self.ended = True
+            for worker in self.workers.values():
+                worker.outbox.put_nowait(END)
 
     def _finished(self, key: str) -> Running | None:
         running = self.running.pop(key, None)
