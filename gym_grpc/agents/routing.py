@@ -12,7 +12,9 @@ from gym_grpc.agents.base import Agent, RolloutSpec
 from gym_grpc.environments.client import EnvironmentClient
 from gym_grpc.errors import ConfigError, InvalidArgumentError
 from gym_grpc.models.base import ModelClient
+from gym_grpc.protocol import task_table
 from gym_grpc.protocol.rollouts import Failure, Rollout, Task
+from gym_grpc.protocol.task_table import TaskTable
 
 
 def load_agent(
@@ -53,15 +55,13 @@ def load_agent(
 
 def row_agent(task: Task) -> str | None:
     """The agent a task row names (`agent_ref.name`), if any."""
-    ref = task.extras.get("agent_ref")
-    name = ref.get("name") if isinstance(ref, dict) else None
-    return name if isinstance(name, str) and name else None
+    return task_table.row_agent(task.extras)
 
 
 def check_rows(tasks: Sequence[Task], agents: Mapping[str, Agent]) -> None:
     """Every row's `agent_ref` names a known agent; else an INVALID_ARGUMENT naming the row."""
-    for index, task in enumerate(tasks):
-        name = row_agent(task)
+    names = tasks.agents if isinstance(tasks, TaskTable) else [row_agent(t) for t in tasks]
+    for index, name in enumerate(names):
         if name is not None and name not in agents:
             known = ", ".join(sorted(agents)) or "none"
             raise InvalidArgumentError.field(f"tasks[{index}].agent_ref.name", f"no agent {name!r} (known: {known})")

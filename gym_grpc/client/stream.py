@@ -27,12 +27,11 @@ from typing import Any
 
 import grpc
 
-from gym_grpc._proto.gym.v1 import rollout_pb2 as pb
 from gym_grpc.protocol.codec import task as task_codec
 from gym_grpc.protocol.codec.stream import (
     pack_trainer,
     server_message_from_proto,
-    trainer_message_to_proto,
+    trainer_request,
     unpack,
 )
 from gym_grpc.protocol.rollouts import Task
@@ -96,9 +95,9 @@ class RolloutStream:
             raise RuntimeError(f"the server answered open with {type(first).__name__}")
         self.opened = first
 
-    async def _send(self, message: TrainerMessage | pb.StreamRolloutsRequest) -> None:
-        """Send one trainer message (a domain message, or a request proto as it is)."""
-        proto = message if isinstance(message, pb.StreamRolloutsRequest) else trainer_message_to_proto(message)
+    async def _send(self, message: TrainerMessage | Any) -> None:
+        """Send one trainer message (a domain message, or a `StreamRolloutsRequest` proto as it is)."""
+        proto = trainer_request(message)
         if self._held is not None:
             self._held.append(proto)
             return

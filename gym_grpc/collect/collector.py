@@ -23,7 +23,8 @@ from gym_grpc.collect.tally import CollectionTally, GroupTally
 from gym_grpc.collect.waits import Waits
 from gym_grpc.errors import ServerDrainingError
 from gym_grpc.protocol.events import Event, Finished, Heartbeat, Started
-from gym_grpc.protocol.rollouts import Rollout, Sampling, Task
+from gym_grpc.protocol.rollouts import Rollout, Sampling
+from gym_grpc.protocol.task_table import TaskTable
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CollectionPlan:
     agent: str
-    tasks: list[Task]
+    tasks: TaskTable  # held as rows: each task is validated again when its group starts
     num_repeats: int = 1
     max_in_flight: int = 16
     sampling: Sampling = field(default_factory=Sampling)
@@ -60,7 +61,7 @@ class Collector:
         """The collection id, the groups that have rollouts to run (by task index), and how many were skipped.
         Nothing per rollout is stored: specs are made lazily by `_specs`."""
         plan = self.plan
-        digests = [ids.task_digest(t) for t in plan.tasks]
+        digests = plan.tasks.digests
         cid = ids.collection_id(plan.agent, digests, plan.num_repeats, plan.sampling)
         groups: dict[int, GroupTally] = {}
         skipped = 0

@@ -5,15 +5,15 @@ index, not on the other tasks, the limit or the group size."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 
 from gym_grpc.protocol.rollouts import Sampling, Task
+from gym_grpc.protocol.task_table import row_digest
 
 
 def task_digest(task: Task) -> str:
-    canonical = json.dumps(task.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """sha256 of the task row's canonical JSON (`task_table.row_digest`, which a TaskTable keeps per task)."""
+    return row_digest(task.to_json())
 
 
 def _hash(*parts: object) -> str:

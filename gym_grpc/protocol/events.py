@@ -25,7 +25,7 @@ class CollectionRequest:
     """A decoded `CollectRolloutsRequest`. Zero / None fields mean "the server default"."""
 
     agent: str
-    tasks: list[Task] | None = None
+    tasks: Sequence[Task] | None = None  # the server decodes a request's tasks into a TaskTable
     dataset: str | None = None
     limit: int | None = None
     num_repeats: int = 1

@@ -25,8 +25,8 @@ from gym_grpc.errors import ConfigError, InvalidArgumentError, NotFoundError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.factory import build_model
 from gym_grpc.protocol.events import CollectionRequest
-from gym_grpc.protocol.rollouts import Task
 from gym_grpc.protocol.task_file import read_tasks  # moved to protocol/ (the client reads task files too)
+from gym_grpc.protocol.task_table import TaskTable
 from gym_grpc.server import telemetry
 from gym_grpc.tls import tls_credentials
 
@@ -92,13 +92,15 @@ class Runtime:
     def model(self, name: str) -> ModelClient:
         return _lookup("model", self.models, name)
 
-    def dataset(self, name: str) -> list[Task]:
+    def dataset(self, name: str) -> TaskTable:
         return _lookup("dataset", self.datasets, name)
 
     def plan(self, request: CollectionRequest) -> CollectionPlan:
         """A collection plan: the request with the server's datasets, defaults and caps applied."""
         server = self.config.server
         tasks = request.tasks if request.tasks is not None else self.dataset(request.dataset or "")
+        if not isinstance(tasks, TaskTable):  # an in-process request's Tasks: held compactly too
+            tasks = TaskTable.of(tasks)
         if request.limit is not None:
             tasks = tasks[: request.limit]
         check_rows(tasks, self.agents)
@@ -216,9 +218,9 @@ def _remote(name: str, config: EnvironmentConfig) -> RemoteEnvironment:
     )
 
 
-def _load_dataset(name: str, path: str) -> list[Task]:
+def _load_dataset(name: str, path: str) -> TaskTable:
     try:
-        return read_tasks(Path(path))
+        return TaskTable.of(read_tasks(Path(path)))
     except OSError as exc:
         raise ConfigError(f"datasets.{name}: cannot read {path}: {exc.strerror}") from None
     except InvalidArgumentError as exc:

@@ -36,6 +36,7 @@ from gym_grpc.protocol import stubs
 from gym_grpc.protocol.codec import events as events_codec
 from gym_grpc.protocol.events import CollectionRequest, GroupDone, Heartbeat, Started, Summary, Wait
 from gym_grpc.protocol.task_file import read_tasks
+from gym_grpc.protocol.task_table import TaskTable
 from gym_grpc.server.status import streaming
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class CollectFront(Front):
             dataset = self.config.datasets.get(request.dataset or "")
             if dataset is None:
                 raise NotFoundError(f"no dataset {request.dataset!r} on this server")
-            tasks = read_tasks(Path(dataset.path))
+            tasks = TaskTable.of(read_tasks(Path(dataset.path)))
         if request.limit is not None:
             tasks = tasks[: request.limit]
         server = self.config.server
@@ -182,7 +183,7 @@ class _Collection:
         self.front = front
         self.plan = plan
         self.in_flight = plan.max_in_flight
-        digests = [ids.task_digest(t) for t in plan.tasks]
+        digests = plan.tasks.digests if isinstance(plan.tasks, TaskTable) else [ids.task_digest(t) for t in plan.tasks]
         self.collection_id = ids.collection_id(plan.agent, digests, plan.num_repeats, plan.sampling)
         self.all_ids: set[str] = set()
         self.groups: list[tuple[str, int, set[str]]] = []  # (group id, task index, rollout ids to run)

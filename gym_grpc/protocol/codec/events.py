@@ -33,6 +33,7 @@ from gym_grpc.protocol.events import (
     Summary,
     Wait,
 )
+from gym_grpc.protocol.task_table import TaskTable
 
 if TYPE_CHECKING:
     from gym_grpc.protocol.types import ResponseCreateParams
@@ -59,8 +60,8 @@ def request_from_proto(request: pb.CollectRolloutsRequest) -> CollectionRequest:
             "max_events_per_message", f"must be >= 0, got {request.max_events_per_message}"
         )
     tasks = None
-    if source == "tasks":
-        tasks = [task_codec.decode(t, f"tasks.tasks[{i}]") for i, t in enumerate(request.tasks.tasks)]
+    if source == "tasks":  # validated one by one into a compact table (never all held as pydantic Tasks)
+        tasks = TaskTable.of(task_codec.decode(t, f"tasks.tasks[{i}]") for i, t in enumerate(request.tasks.tasks))
     return CollectionRequest(
         agent=request.agent,
         tasks=tasks,
@@ -96,7 +97,9 @@ def request_to_proto(request: CollectionRequest) -> pb.CollectRolloutsRequest:
         exclude_rollout_ids=sorted(request.exclude_rollout_ids),
         max_events_per_message=request.max_events_per_message,
     )
-    if request.tasks is not None:
+    if isinstance(request.tasks, TaskTable):  # rows as they were validated: nothing to encode
+        out.tasks.tasks.extend(task_pb2.Task(row_json=row) for row in request.tasks.rows)
+    elif request.tasks is not None:
         out.tasks.tasks.extend(task_codec.encode(t) for t in request.tasks)
     elif request.dataset is not None:
         out.dataset = request.dataset

@@ -183,6 +183,11 @@ def pack_trainer(
     return framing.pack(messages, limit, _trainer_batch)
 
 
+def trainer_request(m: TrainerMessage | pb.StreamRolloutsRequest) -> pb.StreamRolloutsRequest:
+    """A trainer message as its request (a request proto as it is)."""
+    return m if isinstance(m, pb.StreamRolloutsRequest) else trainer_message_to_proto(m)
+
+
 def trainer_message_to_proto(m: TrainerMessage) -> pb.StreamRolloutsRequest:
     if isinstance(m, StreamOptions):
         return pb.StreamRolloutsRequest(open=options_to_proto(m))
