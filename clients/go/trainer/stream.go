@@ -211,15 +211,17 @@ func Drive(s Stream, tasks []*gymv1.Task, c StreamConfig, w io.Writer) (*gymv1.S
 			return nil, err
 		}
 	}
+	// What answers a group (its ack, the new version, a credit) goes as one message when the server takes batches.
+	together := first.GetOpened().GetAcceptsBatches()
 	granted, step, settled, closed := 0, 0, 0, false
-	grant := func(n int) error {
+	credit := func(n int) *gymv1.StreamRolloutsRequest {
 		n = min(n, len(tasks)-granted)
 		if n <= 0 {
 			return nil
 		}
 		granted += n
-		return send(&gymv1.StreamRolloutsRequest{Message: &gymv1.StreamRolloutsRequest_Credit{
-			Credit: &gymv1.StreamCredit{Groups: int32(n)}}})
+		return &gymv1.StreamRolloutsRequest{Message: &gymv1.StreamRolloutsRequest_Credit{
+			Credit: &gymv1.StreamCredit{Groups: int32(n)}}}
 	}
 	// Half-close once every task has had its credit (the server then finishes what it admitted), or once every task
 	// is settled (delivered or dropped: drops return credits, so fewer grants may have been needed).
@@ -230,8 +232,10 @@ func Drive(s Stream, tasks []*gymv1.Task, c StreamConfig, w io.Writer) (*gymv1.S
 		closed = true
 		return s.CloseSend()
 	}
-	if err := grant(c.Credits); err != nil {
-		return nil, err
+	if m := credit(c.Credits); m != nil {
+		if err := send(m); err != nil {
+			return nil, err
+		}
 	}
 	if err := closeIfDone(); err != nil {
 		return nil, err
@@ -266,7 +270,7 @@ func Drive(s Stream, tasks []*gymv1.Task, c StreamConfig, w io.Writer) (*gymv1.S
 				if settled < len(tasks) {
 					more = 1
 				}
-				if err := trainStep(send, m.GetGroup().GetGroupId(), step, func() error { return grant(more) }); err != nil {
+				if err := sendAll(send, together, trainStep(m.GetGroup().GetGroupId(), step, credit(more))); err != nil {
 					return summary, err
 				}
 			}
@@ -281,16 +285,30 @@ func Drive(s Stream, tasks []*gymv1.Task, c StreamConfig, w io.Writer) (*gymv1.S
 	}
 }
 
-// trainStep is what the trainer does after training on a group: ack it, announce the new version, grant a credit.
-func trainStep(send func(*gymv1.StreamRolloutsRequest) error, groupID string, step int, grant func() error) error {
-	ack := &gymv1.StreamRolloutsRequest{Message: &gymv1.StreamRolloutsRequest_Ack{Ack: &gymv1.StreamAck{Ids: []string{groupID}}}}
-	if err := send(ack); err != nil {
-		return err
+// trainStep is what the trainer sends after training on a group: ack it, announce the new version, grant a credit
+// (nil: none).
+func trainStep(groupID string, step int, credit *gymv1.StreamRolloutsRequest) []*gymv1.StreamRolloutsRequest {
+	out := []*gymv1.StreamRolloutsRequest{
+		{Message: &gymv1.StreamRolloutsRequest_Ack{Ack: &gymv1.StreamAck{Ids: []string{groupID}}}},
+		{Message: &gymv1.StreamRolloutsRequest_Policy{Policy: &gymv1.StreamPolicy{Version: int64(step)}}},
 	}
-	policy := &gymv1.StreamRolloutsRequest{Message: &gymv1.StreamRolloutsRequest_Policy{
-		Policy: &gymv1.StreamPolicy{Version: int64(step)}}}
-	if err := send(policy); err != nil {
-		return err
+	if credit != nil {
+		out = append(out, credit)
 	}
-	return grant()
+	return out
+}
+
+// sendAll sends messages in order: as one `batch` when together (the server said `opened.accepts_batches`: it applies
+// them exactly as if sent one by one, in one gRPC message), else one by one.
+func sendAll(send func(*gymv1.StreamRolloutsRequest) error, together bool, messages []*gymv1.StreamRolloutsRequest) error {
+	if together && len(messages) > 1 {
+		return send(&gymv1.StreamRolloutsRequest{Message: &gymv1.StreamRolloutsRequest_Batch{
+			Batch: &gymv1.StreamRequestBatch{Messages: messages}}})
+	}
+	for _, m := range messages {
+		if err := send(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -22,7 +22,8 @@ import (
 // `uniform` (returning the credit), and after the half-close sends the summary and EOF. Recv with nothing to do and
 // the request side open is the trainer waiting forever: an error.
 type fakeStream struct {
-	sent      []string // "open", "tasks:t0,t1", "credit:1", "policy:1", "ack:g-t0", "close"
+	sent      []string // "open", "tasks:t0,t1", "credit:1", "policy:1", "ack:g-t0", "batch[ack:g-t0 policy:1]", "close"
+	batches   bool     // answer open with accepts_batches
 	pending   []*gymv1.StreamRolloutsResponse
 	queue     []string
 	credits   int
@@ -38,6 +39,17 @@ func (f *fakeStream) Send(m *gymv1.StreamRolloutsRequest) error {
 	if f.closed {
 		return errors.New("send after CloseSend")
 	}
+	if b := m.GetBatch(); b != nil {
+		outer := f.sent
+		f.sent = nil
+		for _, inner := range b.GetMessages() {
+			if err := f.Send(inner); err != nil {
+				return err
+			}
+		}
+		f.sent = append(outer, "batch["+strings.Join(f.sent, " ")+"]")
+		return nil
+	}
 	switch e := m.GetMessage().(type) {
 	case *gymv1.StreamRolloutsRequest_Open:
 		f.sent = append(f.sent, "open")
@@ -46,7 +58,7 @@ func (f *fakeStream) Send(m *gymv1.StreamRolloutsRequest) error {
 		}
 		f.version = e.Open.GetPolicyVersion()
 		f.pending = append(f.pending, &gymv1.StreamRolloutsResponse{Message: &gymv1.StreamRolloutsResponse_Opened{
-			Opened: &gymv1.StreamOpened{StreamId: "s", PolicyVersion: e.Open.PolicyVersion}}})
+			Opened: &gymv1.StreamOpened{StreamId: "s", PolicyVersion: e.Open.PolicyVersion, AcceptsBatches: f.batches}}})
 	case *gymv1.StreamRolloutsRequest_Tasks:
 		var keys []string
 		for _, t := range e.Tasks.GetTasks() {
@@ -166,6 +178,23 @@ func TestDriveWithOneCreditAnnouncesEachStepBeforeTheNextGroupStarts(t *testing.
 	}
 	if !strings.Contains(out.String(), `{"event":"summary","succeeded":3,"failed":3,"groups_delivered":3,`) {
 		t.Fatal(out.String())
+	}
+}
+
+func TestDriveSendsWhatAnswersAGroupAsOneBatchWhenTheServerTakesBatches(t *testing.T) {
+	f := &fakeStream{batches: true}
+	var out bytes.Buffer
+	summary, err := Drive(f, tasksOf(3), StreamConfig{Agent: "a", NumRepeats: 2, Credits: 1}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same messages in the same order as one by one (the test above), each group's answer in one message.
+	want := "open tasks:t0,t1,t2 credit:1 batch[ack:g-t0 policy:1 credit:1] batch[ack:g-t1 policy:2 credit:1] close"
+	if got := strings.Join(f.sent, " "); got != want {
+		t.Fatalf("sent %s\nwant %s", got, want)
+	}
+	if summary.GetGroupsDelivered() != 3 {
+		t.Fatalf("summary %v", summary)
 	}
 }
 

@@ -27,18 +27,31 @@ class FakeStream implements Duplex {
   private delivered = 0;
   private dropped = 0;
 
-  constructor(private readonly uniform: Set<string> = new Set()) {}
+  constructor(
+    private readonly uniform: Set<string> = new Set(),
+    private readonly batches = false, // answer open with acceptsBatches
+  ) {}
 
   write(request: StreamRolloutsRequest): boolean {
     if (this.closed) throw new Error("write after end");
     const m = request.message;
     switch (m?.$case) {
+      case "batch": {
+        const outer = this.sent;
+        this.sent = [];
+        m.value.messages.forEach((inner) => this.write(inner));
+        this.sent = [...outer, `batch[${this.sent.join(" ")}]`];
+        break;
+      }
       case "open":
         this.sent.push("open");
         this.version = m.value.policyVersion ?? 0;
         this.pending.push(
           StreamRolloutsResponse.fromPartial({
-            message: { $case: "opened", value: { streamId: "s", policyVersion: m.value.policyVersion } },
+            message: {
+              $case: "opened",
+              value: { streamId: "s", policyVersion: m.value.policyVersion, acceptsBatches: this.batches },
+            },
           }),
         );
         break;
@@ -133,6 +146,16 @@ class FakeStream implements Duplex {
 
 const tasksOf = (n: number): Task[] => Array.from({ length: n }, (_, i) => Task.fromPartial({ rowJson: `{"i": ${i}}` }));
 const config = { agent: "a", numRepeats: 2, view: 0, credits: 1, dropUniformGroups: false };
+
+test("what answers a group goes as one batch when the server takes batches", async () => {
+  const fake = new FakeStream(new Set(), true);
+  const summary = await drive(fake, tasksOf(3), config, () => undefined);
+  assert.equal(
+    fake.sent.join(" "),
+    "open tasks:t0,t1,t2 credit:1 batch[ack:g-t0 policy:1 credit:1] batch[ack:g-t1 policy:2 credit:1] close",
+  );
+  assert.equal(summary.groupsDelivered, 3);
+});
 
 test("with one credit each step is announced before the next group starts", async () => {
   const fake = new FakeStream();

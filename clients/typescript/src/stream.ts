@@ -222,15 +222,25 @@ export async function drive(
     const batch = tasks.slice(start, start + TASKS_PER_MESSAGE).map((task, i) => ({ taskKey: taskKey(start + i), task }));
     send({ $case: "tasks", value: { tasks: batch } });
   }
+  // What answers a group (its ack, the new version, a credit) goes as one message when the server takes batches
+  // (`opened.acceptsBatches`: it applies them exactly as if sent one by one).
+  const together = first.value.message.value.acceptsBatches;
+  const sendAll = (all: DeepPartial<Request>["message"][]): void => {
+    if (together && all.length > 1) {
+      send({ $case: "batch", value: { messages: all.map((message) => ({ message })) } });
+    } else {
+      all.forEach(send);
+    }
+  };
   let granted = 0;
   let step = 0;
   let settled = 0;
   let closed = false;
-  const grant = (n: number): void => {
+  const credit = (n: number): DeepPartial<Request>["message"][] => {
     n = Math.min(n, tasks.length - granted);
-    if (n <= 0) return;
+    if (n <= 0) return [];
     granted += n;
-    send({ $case: "credit", value: { groups: n } });
+    return [{ $case: "credit", value: { groups: n } }];
   };
   // Half-close once every task has had its credit (the server then finishes what it admitted), or once every task is
   // settled (delivered or dropped: drops return credits, so fewer grants may have been needed).
@@ -239,7 +249,7 @@ export async function drive(
     closed = true;
     call.end();
   };
-  grant(c.credits);
+  sendAll(credit(c.credits));
   closeIfDone();
   let summary: StreamSummary | undefined;
   for (let next = await messages.next(); !next.done; next = await messages.next()) {
@@ -252,9 +262,11 @@ export async function drive(
       settled++;
       if (!closed) {
         // After training on the group: ack it, announce the new version, grant a credit (none once all settled).
-        send({ $case: "ack", value: { ids: [m.value.groupId] } });
-        send({ $case: "policy", value: { version: step } });
-        grant(settled < tasks.length ? 1 : 0);
+        sendAll([
+          { $case: "ack", value: { ids: [m.value.groupId] } },
+          { $case: "policy", value: { version: step } },
+          ...credit(settled < tasks.length ? 1 : 0),
+        ]);
       }
     } else if (m?.$case === "dropped") {
       settled++;
