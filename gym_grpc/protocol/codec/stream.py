@@ -223,14 +223,10 @@ class ServerEncoder:
         out = pb.StreamRolloutsResponse()
         if isinstance(m, Opened):
             o = out.opened
-            o.stream_id, o.resume_token, o.resumed, o.accepts_batches = (
-                m.stream_id,
-                m.resume_token,
-                m.resumed,
-                m.accepts_batches,
-            )
+            o.stream_id, o.resume_token = m.stream_id, m.resume_token
+            o.resumed, o.accepts_batches = m.resumed, m.accepts_batches
             if m.policy_version is not None:
-                out.opened.policy_version = m.policy_version
+                o.policy_version = m.policy_version
         elif isinstance(m, RolloutDelivered):
             self.rollout(m.rollout, out.rollout)
         elif isinstance(m, GroupDelivered):
