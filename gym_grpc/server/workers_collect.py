@@ -179,11 +179,11 @@ class _Collection:
     """The state of one front collection: its worker streams, what each still owes, the summary's tally."""
 
     def __init__(self, front: CollectFront, plan: CollectionRequest, live: list[int]) -> None:
-        assert plan.tasks is not None
+        assert isinstance(plan.tasks, TaskTable)  # as request_from_proto and _plan make it
         self.front = front
         self.plan = plan
         self.in_flight = plan.max_in_flight
-        digests = plan.tasks.digests if isinstance(plan.tasks, TaskTable) else [ids.task_digest(t) for t in plan.tasks]
+        digests = plan.tasks.digests
         self.collection_id = ids.collection_id(plan.agent, digests, plan.num_repeats, plan.sampling)
         self.all_ids: set[str] = set()
         self.groups: list[tuple[str, int, set[str]]] = []  # (group id, task index, rollout ids to run)
