@@ -38,6 +38,11 @@ from gym_grpc.testing.model_server import ModelServer
 AGENT = "weather_simple_agent"
 
 
+def cities(n: int) -> dict[str, dict[str, Any]]:
+    """n weather tasks keyed t0, t1, ...: one city each."""
+    return {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(n)}
+
+
 def group_id(task: dict[str, Any], index: int) -> str:
     """The group id one process gives the `index`-th task a stream starts."""
     return ids.group_id(AGENT, ids.task_digest(task_codec.task_from_json(task, "task")), index, Sampling())
@@ -159,7 +164,7 @@ async def test_a_worker_killed_mid_stream_has_its_groups_run_elsewhere(model: Mo
     model.script.latency = 0.05
     proc, target = await serve(model.base_url, 2)
     workers = worker_pids(proc.pid)
-    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
+    tasks = cities(8)
     with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=4)) as stream:
             await stream.add_tasks(tasks)
@@ -186,7 +191,7 @@ async def test_a_worker_killed_after_the_trainer_half_closed_still_has_its_group
     model.script.latency = 1.0
     proc, target = await serve(model.base_url, 2)
     workers = worker_pids(proc.pid)
-    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
+    tasks = cities(8)
     with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=2)) as stream:
             async with stream.together():
@@ -223,7 +228,7 @@ async def test_ack_and_resume_after_a_client_kill_reruns_nothing(model: ModelSer
     """The trainer dies after acking 2 of the groups it got; it resumes with its token: every group arrives, an
     acked one never again, and no rollout ran twice (2 model calls per rollout)."""
     proc, target = await serve(model.base_url, workers, "server.stream_resume_seconds=60")
-    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(8)}
+    tasks = cities(8)
     seen: list[GroupDelivered] = []
     with reaped(proc):
         async with GymClient(target) as client, client.stream_rollouts(StreamOptions(AGENT, num_repeats=2)) as stream:
@@ -256,7 +261,7 @@ async def test_ack_and_resume_after_a_client_kill_reruns_nothing(model: ModelSer
 async def test_sigterm_delivers_the_running_groups_then_ends_draining(model: ModelServer, workers: int) -> None:
     model.script.latency = 0.1
     proc, target = await serve(model.base_url, workers)
-    tasks = {f"t{i}": row(f"What's the weather like in City{i}?") for i in range(6)}
+    tasks = cities(6)
     got: list[Any] = []
 
     async def read(stream: RolloutStream) -> None:
