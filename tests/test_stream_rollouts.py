@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from gym_grpc.client.stream import (
     StreamSummary,
 )
 from gym_grpc.config.schema import GymConfig
-from gym_grpc.protocol.rollouts import Rollout
+from gym_grpc.protocol.rollouts import Rollout, Task
 from gym_grpc.protocol.types import FunctionCallOutput, Response, ResponseCreateParams
 from gym_grpc.server.app import GymServer
 from gym_grpc.server.runtime import Runtime
@@ -285,6 +286,36 @@ async def test_uniform_groups_are_dropped_and_their_credit_returned(served: Any)
             assert dropped.rewards == [1.0, 1.0, 1.0]
             got = await collect(stream, lambda m: len(groups(m)) == 1)  # the returned credit ran the next task
     assert groups(got)[0].task_key == "mixed"
+
+
+def live_tasks() -> int:
+    gc.collect()
+    return sum(isinstance(o, Task) for o in gc.get_objects())
+
+
+async def test_a_long_stream_lets_go_of_each_task_once_its_group_is_sent(served: Any) -> None:
+    """A trainer sends tasks step after step for as long as it trains: the server holds a task while it waits for a
+    credit and while its group runs, not after the group was sent, so its memory does not grow with the run. A sent
+    key still names its task: sent again it is a duplicate, cancelled it is nothing to do."""
+    gym = await served(GateModel())
+    before = live_tasks()
+    async with stream_on(f"127.0.0.1:{gym.port}", StreamOptions(agent="agent", num_repeats=2)) as stream:
+        for step in range(5):
+            async with stream.together():
+                await stream.add_tasks({f"s{step}-t{i}": row(f"rewards 1,0 #{step}.{i}") for i in range(20)})
+                await stream.grant(20)
+            got = await collect(stream, lambda m: len(groups(m)) == 20)
+            await stream.ack([g.group_id for g in groups(got)])
+        held = live_tasks() - before
+        await stream.add_tasks({"s0-t0": row("rewards 1,0 again")})
+        await stream.cancel(["s1-t1"])
+        await stream.finish()
+        rest = await collect(stream, lambda m: False)
+    assert held == 0  # 100 tasks were sent, all delivered: none is held
+    rejected = [m for m in rest if isinstance(m, Rejected)]
+    assert [r.fields for r in rejected] == [["tasks.tasks[0].task_key"]]
+    summary = rest[-1]
+    assert isinstance(summary, StreamSummary) and summary.groups_dropped == 0
 
 
 async def test_cancel_by_task_key_closes_sessions_and_returns_credit(served: Any) -> None:

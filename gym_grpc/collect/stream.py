@@ -21,7 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -121,8 +121,11 @@ class StreamSession:
         self.attached = True
         self.attachment = 1  # which call owns the stream: a resume takes it over from an older call
         self.closed = False
-        self._tasks: dict[str, Task] = {}
-        self._queue: deque[str] = deque()
+        # A task is held while it waits for a credit (the queue) and while its group runs (the group); once the group
+        # is sent or dropped it is let go, so a long training stream holds only what is queued and running. Its key
+        # is kept: a key names one task for the stream's life.
+        self._keys: set[str] = set()
+        self._queue: OrderedDict[str, Task] = OrderedDict()
         self._task_count = 0
         self.groups: dict[str, _Group] = {}  # started, not yet sent or dropped; by group id
         self._by_key: dict[str, _Group] = {}
@@ -160,14 +163,14 @@ class StreamSession:
     def _add_tasks(self, tasks: list[tuple[str, Task]]) -> None:
         batch: set[str] = set()
         for i, (key, _) in enumerate(tasks):
-            if key in self._tasks or key in batch:
+            if key in self._keys or key in batch:
                 raise InvalidArgumentError.field(f"tasks.tasks[{i}].task_key", f"duplicate task key {key!r}")
             batch.add(key)
         if self.finishing:
             raise FailedPreconditionError.field("tasks", "the trainer half-closed the stream")
+        self._keys |= batch
         for key, task in tasks:
-            self._tasks[key] = task
-            self._queue.append(key)
+            self._queue[key] = task
 
     def _retarget(self, endpoints: list[str], version: int) -> None:
         if self.version is not None and version < self.version:
@@ -204,11 +207,10 @@ class StreamSession:
 
     def _cancel(self, keys: list[str]) -> None:
         for i, key in enumerate(keys):
-            if key not in self._tasks:
+            if key not in self._keys:
                 raise InvalidArgumentError.field(f"cancel.task_keys[{i}]", f"unknown task key {key!r}")
         for key in keys:
-            if key in self._queue:
-                self._queue.remove(key)
+            if self._queue.pop(key, None) is not None:
                 self._emit(Dropped("", key, "cancelled", 0, message="cancelled before it started"))
                 self.dropped_groups += 1
             elif key in self._by_key:
@@ -246,8 +248,7 @@ class StreamSession:
             running = self.rollouts_running
             if running and running + size > self.limits.max_in_flight:
                 break
-            key = self._queue.popleft()
-            task = self._tasks[key]
+            key, task = self._queue.popitem(last=False)
             index = self._task_count
             self._task_count += 1
             gid = ids.group_id(self.options.agent, ids.task_digest(task), index, self.options.sampling)

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,7 @@ class StreamState:
         self.version = options.policy_version
         self.credits = 0
         self.keys: set[str] = set()
-        self.queue: deque[tuple[str, Task]] = deque()  # waiting for a credit
+        self.queue: OrderedDict[str, Task] = OrderedDict()  # waiting for a credit
         self.requeued: deque[Running] = deque()  # a lost worker's groups: started again first, on their old credit
         self.running: dict[str, Running] = {}
         self.next_index = itertools.count()
@@ -106,7 +106,7 @@ class StreamState:
             if self.finishing:
                 raise FailedPreconditionError.field("tasks", "the trainer half-closed the stream")
             self.keys |= batch
-            self.queue.extend(message.tasks)
+            self.queue.update(message.tasks)
         elif isinstance(message, streams.Grant):
             if self.credits + message.groups > MAX_CREDITS:
                 raise InvalidArgumentError.field(
@@ -136,9 +136,7 @@ class StreamState:
                 raise InvalidArgumentError.field(f"cancel.task_keys[{i}]", f"unknown task key {key!r}")
         by_worker: dict[int, list[str]] = {}
         for key in keys:
-            queued = next((n for n, (k, _) in enumerate(self.queue) if k == key), None)
-            if queued is not None:
-                del self.queue[queued]
+            if self.queue.pop(key, None) is not None:
                 self.dropped += 1
                 self._emit(streams.Dropped("", key, "cancelled", 0, message="cancelled before it started"))
             elif key in self.running:
@@ -173,7 +171,7 @@ class StreamState:
                 running = self.requeued.popleft()
                 running.worker = w
             elif self.queue and self.credits > 0 and not self.finishing and self.attached and not self.paused:
-                key, task = self.queue.popleft()
+                key, task = self.queue.popitem(last=False)
                 index = next(self.next_index)
                 gid = ids.group_id(self.options.agent, ids.task_digest(task), index, self.options.sampling)
                 running = Running(key, task, index, gid, w)
