@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import math
+from typing import Any
 
-from gym_grpc.collect.metrics import MetricsAggregator
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gym_grpc.collect.metrics import MetricsAggregator, RunningStats, stats_of
 
 
 def test_pass_and_majority_over_repeats() -> None:
@@ -74,3 +79,61 @@ def test_the_pass_threshold_is_configurable() -> None:
         for reward in (0.5, 0.25):
             agg.add(0, reward, {})
     assert strict.stats()["pass@1"].mean == 0.0 and lenient.stats()["pass@1"].mean == 0.5
+
+
+rewards_st = st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=0, max_size=5)
+
+
+@given(st.lists(rewards_st, min_size=1, max_size=12), st.integers(2, 4), st.randoms(use_true_random=False))
+def test_closing_tasks_gives_the_statistics_of_keeping_them(tasks: list[list[float]], k: int, rnd: Any) -> None:
+    """A stream closes each task once its group is whole, in any order: the statistics are those of an aggregator
+    that kept every reward, and a closed task is no longer held."""
+    kept, closed = MetricsAggregator(k=k), MetricsAggregator(k=k)
+    order = [(t, r) for t, rewards in enumerate(tasks) for r in rewards]
+    rnd.shuffle(order)
+    left = {t: len(rewards) for t, rewards in enumerate(tasks)}
+    for t, reward in order:
+        answer = {"extracted_answer": str(int(reward * 4) % 3), "tool_calls": 2}
+        kept.add(t, reward, answer)
+        closed.add(t, reward, answer)
+        left[t] -= 1
+        if not left[t]:
+            closed.close(t)
+    for t in (t for t, rewards in enumerate(tasks) if not rewards):
+        closed.close(t)  # a task none of whose rollouts succeeded
+    assert closed.open_tasks == 0
+    want, got = kept.stats(), closed.stats()
+    assert set(got) == set(want)
+    for key, stats in want.items():
+        assert got[key].count == stats.count
+        for field in ("mean", "std", "min", "max"):
+            assert getattr(got[key], field) == pytest.approx(getattr(stats, field), abs=1e-12), (key, field)
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=50))
+def test_running_statistics_are_those_of_the_list(values: list[float]) -> None:
+    running = RunningStats()
+    for value in values:
+        running.add(value)
+    got, want = running.stats(), stats_of(values)
+    assert (got.count, got.mean, got.min, got.max) == (want.count, want.mean, want.min, want.max)  # the same sum
+    assert got.std == pytest.approx(want.std, rel=1e-9, abs=1e-6)
+
+
+def test_a_non_finite_metric_gives_the_mean_fsum_gives_and_no_deviation() -> None:
+    running = RunningStats()
+    for value in (1.0, math.inf, 2.0):
+        running.add(value)
+    stats = running.stats()
+    assert stats.mean == math.inf and math.isnan(stats.std) and (stats.min, stats.max) == (1.0, math.inf)
+
+
+def test_closing_needs_k_and_a_closed_task_leaves_per_task() -> None:
+    with pytest.raises(ValueError, match="needs k"):
+        MetricsAggregator().close(0)
+    agg = MetricsAggregator(k=2)
+    for t in (0, 1):
+        agg.add(t, 1.0, {})
+        agg.add(t, 0.0, {})
+    agg.close(0)
+    assert list(agg.per_task()) == [1] and agg.stats()["pass@2"].count == 2

@@ -295,8 +295,9 @@ def live_tasks() -> int:
 
 async def test_a_long_stream_lets_go_of_each_task_once_its_group_is_sent(served: Any) -> None:
     """A trainer sends tasks step after step for as long as it trains: the server holds a task while it waits for a
-    credit and while its group runs, not after the group was sent, so its memory does not grow with the run. A sent
-    key still names its task: sent again it is a duplicate, cancelled it is nothing to do."""
+    credit and while its group runs, not after the group was sent, and folds the group's rewards into the summary's
+    sums, so its memory does not grow with the run. A sent key still names its task: sent again it is a duplicate,
+    cancelled it is nothing to do."""
     gym = await served(GateModel())
     before = live_tasks()
     async with stream_on(f"127.0.0.1:{gym.port}", StreamOptions(agent="agent", num_repeats=2)) as stream:
@@ -307,6 +308,8 @@ async def test_a_long_stream_lets_go_of_each_task_once_its_group_is_sent(served:
             got = await collect(stream, lambda m: len(groups(m)) == 20)
             await stream.ack([g.group_id for g in groups(got)])
         held = live_tasks() - before
+        session = next(iter(gym.runtime.streams.sessions.values()))
+        assert session.metrics.open_tasks == 0  # each task's rewards folded into the summary's sums when it was sent
         await stream.add_tasks({"s0-t0": row("rewards 1,0 again")})
         await stream.cancel(["s1-t1"])
         await stream.finish()
@@ -316,6 +319,8 @@ async def test_a_long_stream_lets_go_of_each_task_once_its_group_is_sent(served:
     assert [r.fields for r in rejected] == [["tasks.tasks[0].task_key"]]
     summary = rest[-1]
     assert isinstance(summary, StreamSummary) and summary.groups_dropped == 0
+    assert (summary.metrics["pass@2"].count, summary.metrics["pass@2"].mean) == (100, 1.0)  # rewards 1,0 in each
+    assert (summary.metrics["pass@1"].mean, summary.metrics["reward"].count) == (0.5, 200)
 
 
 async def test_cancel_by_task_key_closes_sessions_and_returns_credit(served: Any) -> None:

@@ -132,7 +132,7 @@ class StreamSession:
         self._outbox: deque[ServerMessage] = deque()
         self._unacked: Unacked[ServerMessage] = Unacked(limits.unacked_max, limits.resume_seconds)
         self._wake = asyncio.Event()
-        self._metrics = MetricsAggregator(pass_threshold=limits.pass_threshold, k=options.num_repeats)
+        self.metrics = MetricsAggregator(pass_threshold=limits.pass_threshold, k=options.num_repeats)
         self._t0 = time.perf_counter()
         self.succeeded = self.failed = self.delivered_groups = self.dropped_groups = self.restarted_groups = 0
 
@@ -330,6 +330,7 @@ class StreamSession:
         self._by_key.pop(group.key, None)
         self.credits += 1
         self.dropped_groups += 1
+        self.metrics.close(group.task_index)  # what of it was sent (ROLLOUT delivery) stays counted
         rewards = [r.reward for r in group.results.values() if r.reward is not None]
         self._emit(Dropped(group.group_id, group.key, reason, 1, oldest, newest, rewards, why))
 
@@ -358,6 +359,7 @@ class StreamSession:
                 self.delivered_groups += 1
                 for r in message.rollouts:
                     self._count(r)
+                self.metrics.close(group.task_index)  # whole: its rewards fold into the summary's sums
             self._unacked.keep(message.group_id, message, now)
         elif isinstance(message, RolloutDelivered):
             rollout = message.rollout
@@ -369,13 +371,14 @@ class StreamSession:
                     self.groups.pop(group.group_id, None)
                     self._by_key.pop(group.key, None)
                     self.delivered_groups += 1
+                    self.metrics.close(group.task_index)
             self._unacked.keep(rollout.rollout_id, message, now)
         self._admit()
 
     def _count(self, rollout: Rollout) -> None:
         if rollout.succeeded:
             self.succeeded += 1
-            self._metrics.add(rollout.task_index, rollout.reward, rollout.metrics)
+            self.metrics.add(rollout.task_index, rollout.reward, rollout.metrics)
         else:
             self.failed += 1
 
@@ -398,7 +401,7 @@ class StreamSession:
             groups_dropped=self.dropped_groups,
             groups_restarted=self.restarted_groups,
             tasks_not_started=len(self._queue),
-            metrics=self._metrics.stats(),
+            metrics=self.metrics.stats(),
             duration_seconds=time.perf_counter() - self._t0,
             peak_groups_running=self.peak_groups,
         )

@@ -223,6 +223,7 @@ class StreamState:
             self.delivered += 1
             for rollout in message.group.rollouts:
                 self._rewrite(rollout, running)
+            self.metrics.close(running.index)  # whole: its rewards fold into the summary's sums
         elif which == "rollout":
             running = self.running.get(message.rollout.task_key)
             if running is None or message.rollout.rollout_index in running.sent:
@@ -232,10 +233,12 @@ class StreamState:
             if len(running.sent) == self.options.num_repeats:
                 self.delivered += 1
                 self._finished(running.key)
+                self.metrics.close(running.index)
         elif which == "dropped":
             self.dropped += 1
             running = self._finished(message.dropped.task_key)
             if running is not None:
+                self.metrics.close(running.index)
                 message.dropped.group_id = running.group_id if message.dropped.group_id else ""
                 message.dropped.credit_returned = 1  # the front's credit, though the worker may not have started it
                 worker.spare += 1
