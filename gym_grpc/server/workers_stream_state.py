@@ -43,7 +43,7 @@ class Worker:
     call: Any
     outbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     sent = 0  # messages sent after `open` (the worker's message index of the last one)
-    origin: dict[int, int] = field(default_factory=dict)  # worker message index -> trainer message index
+    origin: dict[int, int] = field(default_factory=dict)  # worker message index -> trainer message index (else 0)
     running = 0
     dealt = 0
     spare = 0  # credits the worker holds for no task (given back by its drops)
@@ -155,9 +155,10 @@ class StreamState:
     def _send(self, w: int, message: streams.TrainerMessage, index: int) -> None:
         worker = self.workers[w]
         worker.sent += 1
-        worker.origin[worker.sent] = index
-        if len(worker.origin) > 100_000:
-            del worker.origin[next(iter(worker.origin))]  # long answered
+        if index:  # the trainer's message; the front's own (a task and its credit, index 0) is not recorded
+            worker.origin[worker.sent] = index
+            if len(worker.origin) > 100_000:
+                del worker.origin[next(iter(worker.origin))]  # long answered
         worker.outbox.put_nowait(stream_codec.trainer_message_to_proto(message))
 
     def _admit(self) -> None:
