@@ -19,7 +19,7 @@ from gym_grpc.collect import ids
 from gym_grpc.errors import InvalidArgumentError
 from gym_grpc.protocol.codec import events as events_codec
 from gym_grpc.protocol.codec.task import task_from_json
-from gym_grpc.protocol.task_table import TaskTable
+from gym_grpc.protocol.task_table import TaskTable, load_dataset
 
 WEATHER = [json.loads(line) for line in (ROOT / "tests/data/weather_queries.jsonl").read_text().splitlines() if line]
 
@@ -94,9 +94,7 @@ def test_a_table_holds_a_fraction_of_the_memory_of_the_tasks() -> None:
 
 
 def test_a_dataset_is_held_as_a_table(tmp_path: Path) -> None:
-    from gym_grpc.server.runtime import _load_dataset
-
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(t.to_json()) + "\n" for t in weather_tasks(3)))
-    table = _load_dataset("d", str(path))
+    table = load_dataset("d", str(path))
     assert isinstance(table, TaskTable) and list(table) == weather_tasks(3)

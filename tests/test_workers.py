@@ -84,6 +84,27 @@ async def test_a_collection_has_every_rollout_once_and_whole_groups(model: Model
 
 
 @pytest.mark.parametrize("workers", SHAPES)
+async def test_a_server_dataset_is_collected_by_name(model: ModelServer, workers: int) -> None:
+    """A collection may name one of the server's datasets (read once; a second collection reuses it, with its own
+    limit); an unknown name is NOT_FOUND."""
+    path = DATA / "weather_queries.jsonl"
+    proc, target = await serve(model.base_url, workers, f"datasets.queries={{path: '{path}'}}")
+    with reaped(proc):
+        async with GymClient(target) as client:
+            runs = [
+                [e async for e in client.collect_rollouts(CollectionRequest(agent=AGENT, dataset="queries", limit=n))]
+                for n in (None, 2)
+            ]
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                [e async for e in client.collect_rollouts(CollectionRequest(agent=AGENT, dataset="nope"))]
+        assert await stop(proc) == 0
+    finished = [[e.rollout for e in run if isinstance(e, Finished)] for run in runs]
+    assert [len(f) for f in finished] == [5, 2] and all(r.reward == 1.0 for f in finished for r in f)
+    assert sorted(r.task_index for r in finished[1]) == [0, 1]  # the limit takes the dataset's first rows
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in (unknown.value.details() or "")
+
+
+@pytest.mark.parametrize("workers", SHAPES)
 async def test_the_same_ids_and_exclusions_as_one_process(model: ModelServer, workers: int) -> None:
     """Ids are a function of the inputs whatever the shape; excluded ids are skipped, the rest run once."""
     proc, target = await serve(model.base_url, workers)

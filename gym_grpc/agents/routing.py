@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from gym_grpc.agents.base import Agent, RolloutSpec
@@ -58,10 +58,9 @@ def row_agent(task: Task) -> str | None:
     return task_table.row_agent(task.extras)
 
 
-def check_rows(tasks: Sequence[Task], agents: Mapping[str, Agent]) -> None:
+def check_rows(tasks: TaskTable, agents: Mapping[str, Agent]) -> None:
     """Every row's `agent_ref` names a known agent; else an INVALID_ARGUMENT naming the row."""
-    names = tasks.agents if isinstance(tasks, TaskTable) else [row_agent(t) for t in tasks]
-    for index, name in enumerate(names):
+    for index, name in enumerate(tasks.agents):
         if name is not None and name not in agents:
             known = ", ".join(sorted(agents)) or "none"
             raise InvalidArgumentError.field(f"tasks[{index}].agent_ref.name", f"no agent {name!r} (known: {known})")

@@ -12,7 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
+
+from gym_grpc.errors import ConfigError, InvalidArgumentError
+from gym_grpc.protocol.task_file import read_tasks
 
 if TYPE_CHECKING:
     from gym_grpc.protocol.rollouts import Task
@@ -85,3 +89,13 @@ class TaskTable(Sequence["Task"]):
     def rows(self) -> Sequence[str]:
         """Each task's row as JSON text (what a CollectRollouts request carries as `row_json`)."""
         return self._rows
+
+
+def load_dataset(name: str, path: str) -> TaskTable:
+    """The tasks of dataset `name` (a JSONL file), validated; an unreadable or bad file is a ConfigError."""
+    try:
+        return TaskTable.of(read_tasks(Path(path)))
+    except OSError as exc:
+        raise ConfigError(f"datasets.{name}: cannot read {path}: {exc.strerror}") from None
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"datasets.{name}: {exc.message}") from None

@@ -25,8 +25,7 @@ from gym_grpc.errors import ConfigError, InvalidArgumentError, NotFoundError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.factory import build_model
 from gym_grpc.protocol.events import CollectionRequest
-from gym_grpc.protocol.task_file import read_tasks  # moved to protocol/ (the client reads task files too)
-from gym_grpc.protocol.task_table import TaskTable
+from gym_grpc.protocol.task_table import TaskTable, load_dataset
 from gym_grpc.server import telemetry
 from gym_grpc.tls import tls_credentials
 
@@ -71,7 +70,7 @@ class Runtime:
 
                 ray_pool.shutdown()
             raise
-        self.datasets = {name: _load_dataset(name, c.path) for name, c in config.datasets.items()}
+        self.datasets = {name: load_dataset(name, c.path) for name, c in config.datasets.items()}
         self.draining = asyncio.Event()
         self.streams = stream_registry()
         self.agents: dict[str, Agent] = {name: self._agent(name, c) for name, c in config.agents.items()}
@@ -216,12 +215,3 @@ def _remote(name: str, config: EnvironmentConfig) -> RemoteEnvironment:
         token=token,
         credentials=credentials,
     )
-
-
-def _load_dataset(name: str, path: str) -> TaskTable:
-    try:
-        return TaskTable.of(read_tasks(Path(path)))
-    except OSError as exc:
-        raise ConfigError(f"datasets.{name}: cannot read {path}: {exc.strerror}") from None
-    except InvalidArgumentError as exc:
-        raise ConfigError(f"datasets.{name}: {exc.message}") from None

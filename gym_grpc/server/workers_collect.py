@@ -23,7 +23,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,8 +34,7 @@ from gym_grpc.errors import GymError, InvalidArgumentError, NotFoundError, Serve
 from gym_grpc.protocol import stubs
 from gym_grpc.protocol.codec import events as events_codec
 from gym_grpc.protocol.events import CollectionRequest, GroupDone, Heartbeat, Started, Summary, Wait
-from gym_grpc.protocol.task_file import read_tasks
-from gym_grpc.protocol.task_table import TaskTable
+from gym_grpc.protocol.task_table import TaskTable, load_dataset
 from gym_grpc.server.status import streaming
 
 log = logging.getLogger(__name__)
@@ -129,6 +127,7 @@ class Front:
         self.channels = list(channels)
         self.draining = draining
         self.alive = alive
+        self._datasets: dict[str, TaskTable] = {}
 
     def live_workers(self, lost: set[int] | None = None) -> list[int]:
         return [i for i in range(len(self.targets)) if i not in (lost or ()) and self.alive(i)]
@@ -142,15 +141,19 @@ class Front:
 class CollectFront(Front):
     """One front's CollectRollouts over the workers' channels."""
 
+    def dataset(self, name: str) -> TaskTable:
+        """A dataset's tasks, read once (at the first collection that names it), as one process reads them once."""
+        config = self.config.datasets.get(name)
+        if config is None:
+            raise NotFoundError(f"no dataset {name!r} on this server")
+        if name not in self._datasets:
+            self._datasets[name] = load_dataset(name, config.path)
+        return self._datasets[name]
+
     def _plan(self, request: CollectionRequest) -> CollectionRequest:
         """The request with inline tasks (a dataset read here), the limit applied and the server's caps checked."""
         self.check_agent(request.agent)
-        tasks = request.tasks
-        if tasks is None:
-            dataset = self.config.datasets.get(request.dataset or "")
-            if dataset is None:
-                raise NotFoundError(f"no dataset {request.dataset!r} on this server")
-            tasks = TaskTable.of(read_tasks(Path(dataset.path)))
+        tasks = request.tasks if request.tasks is not None else self.dataset(request.dataset or "")
         if request.limit is not None:
             tasks = tasks[: request.limit]
         server = self.config.server
