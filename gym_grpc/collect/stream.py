@@ -61,6 +61,33 @@ MAX_RESTARTS = 3  # RESTART staleness: a group run this many times again and sti
 MAX_CREDITS = 1_000_000  # credits outstanding at once; more is a trainer bug
 
 
+def new_task_keys(seen: set[str], tasks: list[tuple[str, Task]], finishing: bool) -> set[str]:
+    """The keys an AddTasks brings, checked against those the stream has `seen` (a key names one task for the
+    stream's life) and against a half-close; a rejected message raises a GymError naming the field."""
+    batch: set[str] = set()
+    for i, (key, _) in enumerate(tasks):
+        if key in seen or key in batch:
+            raise InvalidArgumentError.field(f"tasks.tasks[{i}].task_key", f"duplicate task key {key!r}")
+        batch.add(key)
+    if finishing:
+        raise FailedPreconditionError.field("tasks", "the trainer half-closed the stream")
+    return batch
+
+
+def check_grant(credits: int, groups: int) -> None:
+    """A credit message may not take the credits outstanding past MAX_CREDITS."""
+    if credits + groups > MAX_CREDITS:
+        raise InvalidArgumentError.field(
+            "credit.groups", f"{credits} + {groups} credits exceed the bound of {MAX_CREDITS}"
+        )
+
+
+def check_version(current: int | None, version: int) -> None:
+    """Policy versions only go up."""
+    if current is not None and version < current:
+        raise InvalidArgumentError.field("policy.version", f"versions only go up: {version} after {current}")
+
+
 @dataclass(frozen=True)
 class StreamLimits:
     """The server's settings that bound one stream."""
@@ -145,14 +172,12 @@ class StreamSession:
         if isinstance(message, AddTasks):
             self._add_tasks(message.tasks)
         elif isinstance(message, Grant):
-            if self.credits + message.groups > MAX_CREDITS:
-                raise InvalidArgumentError.field(
-                    "credit.groups", f"{self.credits} + {message.groups} credits exceed the bound of {MAX_CREDITS}"
-                )
+            check_grant(self.credits, message.groups)
             self.credits += message.groups
         elif isinstance(message, SetPolicy):
+            check_version(self.version, message.version)  # before anything changes, routing included
             if message.model_endpoints:
-                self._retarget(message.model_endpoints, message.version)
+                self._retarget(message.model_endpoints)
             self._set_policy(message.version)
         elif isinstance(message, Ack):
             self._unacked.ack(message.ids)
@@ -161,20 +186,11 @@ class StreamSession:
         self._admit()
 
     def _add_tasks(self, tasks: list[tuple[str, Task]]) -> None:
-        batch: set[str] = set()
-        for i, (key, _) in enumerate(tasks):
-            if key in self._keys or key in batch:
-                raise InvalidArgumentError.field(f"tasks.tasks[{i}].task_key", f"duplicate task key {key!r}")
-            batch.add(key)
-        if self.finishing:
-            raise FailedPreconditionError.field("tasks", "the trainer half-closed the stream")
-        self._keys |= batch
+        self._keys |= new_task_keys(self._keys, tasks, self.finishing)
         for key, task in tasks:
             self._queue[key] = task
 
-    def _retarget(self, endpoints: list[str], version: int) -> None:
-        if self.version is not None and version < self.version:
-            return  # _set_policy rejects the message, routing untouched
+    def _retarget(self, endpoints: list[str]) -> None:
         retarget = getattr(self.agent.model, "retarget", None)
         if retarget is None:
             raise FailedPreconditionError.field(
@@ -186,8 +202,6 @@ class StreamSession:
             raise InvalidArgumentError.field("policy.model_endpoints", str(exc)) from None
 
     def _set_policy(self, version: int) -> None:
-        if self.version is not None and version < self.version:
-            raise InvalidArgumentError.field("policy.version", f"versions only go up: {version} after {self.version}")
         self.version = version
         lag, action = self.options.staleness.max_policy_lag, self.options.staleness.action
         if lag is None or action == "continue":

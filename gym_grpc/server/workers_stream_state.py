@@ -16,7 +16,7 @@ import grpc
 from gym_grpc.collect import ids
 from gym_grpc.collect.metrics import MetricsAggregator
 from gym_grpc.collect.resume import Unacked
-from gym_grpc.collect.stream import MAX_CREDITS
+from gym_grpc.collect.stream import check_grant, check_version, new_task_keys
 from gym_grpc.config.schema import GymConfig
 from gym_grpc.errors import FailedPreconditionError, GymError, InvalidArgumentError
 from gym_grpc.protocol import streams
@@ -98,26 +98,13 @@ class StreamState:
         if isinstance(message, streams.StreamOptions):
             raise FailedPreconditionError.field("open", "the stream is already open; open comes once, first")
         if isinstance(message, streams.AddTasks):
-            batch: set[str] = set()
-            for i, (key, _) in enumerate(message.tasks):
-                if key in self.keys or key in batch:
-                    raise InvalidArgumentError.field(f"tasks.tasks[{i}].task_key", f"duplicate task key {key!r}")
-                batch.add(key)
-            if self.finishing:
-                raise FailedPreconditionError.field("tasks", "the trainer half-closed the stream")
-            self.keys |= batch
+            self.keys |= new_task_keys(self.keys, message.tasks, self.finishing)
             self.queue.update(message.tasks)
         elif isinstance(message, streams.Grant):
-            if self.credits + message.groups > MAX_CREDITS:
-                raise InvalidArgumentError.field(
-                    "credit.groups", f"{self.credits} + {message.groups} credits exceed the bound of {MAX_CREDITS}"
-                )
+            check_grant(self.credits, message.groups)
             self.credits += message.groups
         elif isinstance(message, streams.SetPolicy):
-            if self.version is not None and message.version < self.version:
-                raise InvalidArgumentError.field(
-                    "policy.version", f"versions only go up: {message.version} after {self.version}"
-                )
+            check_version(self.version, message.version)
             self.policy_sets[index] = (self.version, message.version)
             if len(self.policy_sets) > 1_000:
                 del self.policy_sets[next(iter(self.policy_sets))]  # long answered
