@@ -25,6 +25,7 @@ from gym_grpc.errors import ConfigError, InvalidArgumentError, NotFoundError
 from gym_grpc.models.base import ModelClient
 from gym_grpc.models.factory import build_model
 from gym_grpc.protocol.events import CollectionRequest
+from gym_grpc.protocol.task_file import read_tasks as read_tasks  # moved to protocol/ (the client reads task files too)
 from gym_grpc.protocol.task_table import TaskTable, load_dataset
 from gym_grpc.server import telemetry
 from gym_grpc.tls import tls_credentials
